@@ -1,0 +1,184 @@
+// CPU attention, forward and backward, blockwise with an online softmax (FlashAttention-2's
+// algorithm expressed with ATen GEMMs): no S_q x S_k score matrix is ever built, memory is
+// O(S * block). Blocks wholly outside the causal/window band are skipped, so a windowed
+// pseudo-sequence costs O(S * window). Work is split over (batch, head, query block) in the
+// forward and (batch, head) in the backward with at::parallel_for; a GQA key/value head's
+// gradient is summed over its query heads after the parallel loop, so no two tasks write
+// the same memory.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <limits>
+
+#include "checks.h"
+#include "cpu/attention.h"
+#include "registration.h"
+
+namespace headmix::cpu {
+namespace {
+
+constexpr int64_t kBlockQ = 128;  // query rows per task / GEMM
+constexpr int64_t kBlockK = 256;  // key rows per GEMM
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+double softmax_scale(const std::optional<double>& scale, int64_t head_dim) {
+  return scale ? *scale : 1.0 / std::sqrt(double(head_dim));
+}
+
+// True when every (query, key) pair of the tile [i0, i1) x [j0, j1) is inside the band.
+bool tile_inside_band(const KeyBand& band, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  return band.first_key(i1 - 1) <= j0 && j1 - 1 <= band.last_key(i0);
+}
+
+// Boolean [i1 - i0, j1 - j0] tile: true where query i may see key j.
+at::Tensor band_tile(const KeyBand& band, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  const auto opts = at::TensorOptions().dtype(at::kLong);
+  const auto rows = at::arange(i0, i1, opts).unsqueeze(1);
+  const auto cols = at::arange(j0, j1, opts).unsqueeze(0);
+  at::Tensor allowed = at::ones({i1 - i0, j1 - j0}, opts.dtype(at::kBool));
+  if (band.left >= 0) allowed &= cols >= rows + (band.offset - band.left);
+  if (band.right >= 0) allowed &= cols <= rows + (band.offset + band.right);
+  return allowed;
+}
+
+// Rows [i0, i1) of one (batch, head): streams the key blocks of the band through an online
+// softmax and writes out_rows [n, d_v] and lse_rows [n].
+void forward_rows(const KeyBand& band, int64_t i0, int64_t i1, const at::Tensor& q_rows,
+                  const at::Tensor& k_head, const at::Tensor& v_head, at::Tensor out_rows,
+                  at::Tensor lse_rows) {
+  const int64_t n = i1 - i0;
+  const int64_t j_first = std::max<int64_t>(0, band.first_key(i0));
+  const int64_t j_last = std::min(band.seqlen_k - 1, band.last_key(i1 - 1));
+  auto row_max = at::full({n}, kNegInf, q_rows.options());
+  auto row_sum = at::zeros({n}, q_rows.options());
+  auto acc = at::zeros({n, v_head.size(1)}, q_rows.options());
+  for (int64_t j0 = j_first; j0 <= j_last; j0 += kBlockK) {
+    const int64_t j1 = std::min(j0 + kBlockK, j_last + 1);
+    auto scores = at::mm(q_rows, k_head.narrow(0, j0, j1 - j0).t());  // [n, j1 - j0]
+    if (!tile_inside_band(band, i0, i1, j0, j1)) {
+      scores.masked_fill_(band_tile(band, i0, i1, j0, j1).logical_not(), kNegInf);
+    }
+    auto new_max = at::maximum(row_max, std::get<0>(scores.max(1)));
+    // A row with no allowed key yet keeps max -inf; shift it by 0 so exp() gives 0, not NaN.
+    auto shift = new_max.masked_fill(new_max == kNegInf, 0.0);
+    auto probs = scores.sub_(shift.unsqueeze(1)).exp_();
+    auto rescale = (row_max - shift).exp_();
+    row_sum.mul_(rescale).add_(probs.sum(1));
+    acc.mul_(rescale.unsqueeze(1)).addmm_(probs, v_head.narrow(0, j0, j1 - j0));
+    row_max = new_max;
+  }
+  // A row that saw a key has row_sum >= 1 (its max term is exp(0)); one that saw none has
+  // acc = 0 and row_sum = 0, so dividing by max(row_sum, 1) writes the required 0.
+  out_rows.copy_(acc.div_(row_sum.clamp_min(1.0).unsqueeze(1)));
+  auto shift = row_max.masked_fill(row_max == kNegInf, 0.0);
+  lse_rows.copy_(shift + row_sum.log());  // log(0) = -inf for rows without keys
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> attention_forward(const at::Tensor& q, const at::Tensor& k,
+                                                     const at::Tensor& v, double scale,
+                                                     bool causal, int64_t window_left,
+                                                     int64_t window_right) {
+  const int64_t batch = q.size(0), seqlen_q = q.size(1), heads = q.size(2);
+  const int64_t seqlen_k = k.size(1), group = heads / k.size(2);
+  const auto acc_type = accumulate_type(q.scalar_type());
+  const auto q_scaled = q.to(acc_type).mul(scale);
+  const auto k_acc = k.to(acc_type), v_acc = v.to(acc_type);
+  auto out = at::zeros({batch, seqlen_q, heads, v.size(3)}, q.options());
+  auto lse = at::full({batch, heads, seqlen_q}, kNegInf, q.options().dtype(acc_type));
+  const KeyBand band(seqlen_q, seqlen_k, causal, window_left, window_right);
+  const int64_t q_blocks = (seqlen_q + kBlockQ - 1) / kBlockQ;
+  at::parallel_for(0, batch * heads * q_blocks, 1, [&](int64_t begin, int64_t end) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / (heads * q_blocks), h = task / q_blocks % heads;
+      const int64_t i0 = task % q_blocks * kBlockQ, i1 = std::min(i0 + kBlockQ, seqlen_q);
+      forward_rows(band, i0, i1, q_scaled[b].narrow(0, i0, i1 - i0).select(1, h),
+                   k_acc[b].select(1, h / group), v_acc[b].select(1, h / group),
+                   out[b].narrow(0, i0, i1 - i0).select(1, h), lse[b][h].narrow(0, i0, i1 - i0));
+    }
+  });
+  return {out, lse};
+}
+
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> flash_attn_fwd(const at::Tensor& q, const at::Tensor& k,
+                                                  const at::Tensor& v, std::optional<double> scale,
+                                                  bool causal, int64_t window_left,
+                                                  int64_t window_right) {
+  check_flash_attn(q, k, v, window_left, window_right);
+  return attention_forward(q, k, v, softmax_scale(scale, q.size(3)), causal, window_left,
+                           window_right);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> flash_attn_bwd(
+    const at::Tensor& dout, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const at::Tensor& out, const at::Tensor& lse, const std::optional<at::Tensor>& dlse,
+    std::optional<double> scale_opt, bool causal, int64_t window_left, int64_t window_right) {
+  const auto dims = check_flash_attn(q, k, v, window_left, window_right);
+  check_flash_attn_bwd(dims, dout, out, lse, dlse);
+  const double scale = softmax_scale(scale_opt, dims.head_dim);
+  const int64_t group = dims.heads / dims.kv_heads;
+  const auto acc_type = accumulate_type(q.scalar_type());
+  const auto q_scaled = q.to(acc_type).mul(scale);
+  const auto k_acc = k.to(acc_type), v_acc = v.to(acc_type), dout_acc = dout.to(acc_type);
+  const auto lse_acc = lse.to(acc_type);
+  // d lse / d scores = softmax, so dlse enters exactly like a shift of D = rowsum(dO * O).
+  auto row_dot = (dout_acc * out.to(acc_type)).sum(-1).transpose(1, 2);  // [B, H, S_q]
+  if (dlse) row_dot = row_dot - dlse->to(acc_type);
+  auto dq = at::zeros({dims.batch, dims.seqlen_q, dims.heads, dims.head_dim}, q_scaled.options());
+  // Per query head; summed over each GQA group below.
+  auto dk_per_head = at::zeros({dims.batch, dims.seqlen_k, dims.heads, dims.head_dim}, dq.options());
+  auto dv_per_head = at::zeros({dims.batch, dims.seqlen_k, dims.heads, dims.head_dim_v}, dq.options());
+  const KeyBand band(dims.seqlen_q, dims.seqlen_k, causal, window_left, window_right);
+  at::parallel_for(0, dims.batch * dims.heads, 1, [&](int64_t begin, int64_t end) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / dims.heads, h = task % dims.heads;
+      const auto q_h = q_scaled[b].select(1, h), do_h = dout_acc[b].select(1, h);
+      const auto k_h = k_acc[b].select(1, h / group), v_h = v_acc[b].select(1, h / group);
+      const auto lse_h = lse_acc[b][h], dot_h = row_dot[b][h];
+      auto dq_h = dq[b].select(1, h), dk_h = dk_per_head[b].select(1, h);
+      auto dv_h = dv_per_head[b].select(1, h);
+      for (int64_t j0 = 0; j0 < dims.seqlen_k; j0 += kBlockK) {
+        const int64_t j1 = std::min(j0 + kBlockK, dims.seqlen_k);
+        const int64_t i_first = std::max<int64_t>(0, band.first_query(j0));
+        const int64_t i_last = std::min(dims.seqlen_q - 1, band.last_query(j1 - 1));
+        const auto k_blk = k_h.narrow(0, j0, j1 - j0), v_blk = v_h.narrow(0, j0, j1 - j0);
+        auto dk_blk = dk_h.narrow(0, j0, j1 - j0), dv_blk = dv_h.narrow(0, j0, j1 - j0);
+        for (int64_t i0 = i_first; i0 <= i_last; i0 += kBlockQ) {
+          const int64_t i1 = std::min(i0 + kBlockQ, i_last + 1);
+          const auto q_blk = q_h.narrow(0, i0, i1 - i0), do_blk = do_h.narrow(0, i0, i1 - i0);
+          auto probs = at::mm(q_blk, k_blk.t()).sub_(lse_h.narrow(0, i0, i1 - i0).unsqueeze(1)).exp_();
+          if (!tile_inside_band(band, i0, i1, j0, j1)) {
+            probs.masked_fill_(band_tile(band, i0, i1, j0, j1).logical_not(), 0.0);
+          }
+          dv_blk.addmm_(probs.t(), do_blk);
+          auto dscores = at::mm(do_blk, v_blk.t())
+                             .sub_(dot_h.narrow(0, i0, i1 - i0).unsqueeze(1))
+                             .mul_(probs);
+          dq_h.narrow(0, i0, i1 - i0).addmm_(dscores, k_blk, 1.0, scale);
+          dk_blk.addmm_(dscores.t(), q_blk);  // q_blk already carries the scale
+        }
+      }
+    }
+  });
+  auto group_sum = [&](const at::Tensor& t) {
+    return t.view({dims.batch, dims.seqlen_k, dims.kv_heads, group, t.size(3)}).sum(3);
+  };
+  return {dq.to(q.scalar_type()), group_sum(dk_per_head).to(k.scalar_type()),
+          group_sum(dv_per_head).to(v.scalar_type())};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(HEADMIX_NAMESPACE, CPU, m) {
+  m.impl("flash_attn_fwd", &flash_attn_fwd);
+  m.impl("flash_attn_bwd", &flash_attn_bwd);
+}
+
+}  // namespace headmix::cpu
