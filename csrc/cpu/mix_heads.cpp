@@ -1,10 +1,13 @@
-// CPU mix_heads and its backward. A per-token head mix is one GEMM batched over tokens with a
-// shared w, so ATen's matmul does the work in the accumulate dtype; RoPE is applied to the
-// mixed result (mixing and RoPE commute because all heads of a token share a position).
+// mix_heads and its backward with ATen ops: the CPU implementation, and a device-generic one
+// that CUDA uses for float64 and for the backward until its kernels replace it. A per-token
+// head mix is one GEMM batched over tokens with a shared w, so ATen's matmul does the work in
+// the accumulate dtype; RoPE is applied to the mixed result (mixing and RoPE commute because
+// all heads of a token share a position).
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
 #include "checks.h"
+#include "cpu/mix_heads.h"
 #include "cpu/rope.h"
 #include "registration.h"
 
@@ -24,9 +27,11 @@ void rotate_mixed_(at::Tensor& y, int64_t pseudo, const at::Tensor& cos, const a
   rotate_half_(grouped, c, s, inverse);
 }
 
-at::Tensor mix_heads(const at::Tensor& x, const at::Tensor& w, int64_t pseudo,
-                     const std::optional<at::Tensor>& cos, const std::optional<at::Tensor>& sin,
-                     int64_t pos_offset) {
+}  // namespace
+
+at::Tensor mix_heads_aten(const at::Tensor& x, const at::Tensor& w, int64_t pseudo,
+                          const std::optional<at::Tensor>& cos,
+                          const std::optional<at::Tensor>& sin, int64_t pos_offset) {
   check_mix_heads(x, w, pseudo, cos, sin, pos_offset);
   const auto acc = accumulate_type(x.scalar_type());
   // [H_out, H_in] @ [B, N, H_in, d] -> [B, N, H_out, d]
@@ -35,7 +40,7 @@ at::Tensor mix_heads(const at::Tensor& x, const at::Tensor& w, int64_t pseudo,
   return y.to(x.scalar_type());
 }
 
-std::tuple<std::optional<at::Tensor>, std::optional<at::Tensor>> mix_heads_backward(
+std::tuple<std::optional<at::Tensor>, std::optional<at::Tensor>> mix_heads_backward_aten(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& w, int64_t pseudo,
     const std::optional<at::Tensor>& cos, const std::optional<at::Tensor>& sin,
     int64_t pos_offset, bool need_dx, bool need_dw) {
@@ -53,11 +58,9 @@ std::tuple<std::optional<at::Tensor>, std::optional<at::Tensor>> mix_heads_backw
   return {dx, dw};
 }
 
-}  // namespace
-
 TORCH_LIBRARY_IMPL(HEADMIX_NAMESPACE, CPU, m) {
-  m.impl("mix_heads", &mix_heads);
-  m.impl("mix_heads_backward", &mix_heads_backward);
+  m.impl("mix_heads", &mix_heads_aten);
+  m.impl("mix_heads_backward", &mix_heads_backward_aten);
 }
 
 }  // namespace headmix::cpu

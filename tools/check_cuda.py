@@ -1,0 +1,82 @@
+"""Compile-check the torch-free CUDA kernels without a GPU (``make check-cuda``, CI).
+
+Builds the ``headmix_kernels`` CMake target alone (HEADMIX_KERNELS_ONLY=ON) for every arch in
+HEADMIX_CUDA_ARCHS (default sm_90a and sm_100a) with -DNDEBUG and the ptxas resource report,
+keeps the report in build/check-cuda/resource-usage.txt, and fails on a compile error, a
+register spill, a stack frame, or ptxas warning C7510 (wgmma serialised).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build" / "check-cuda"
+REPORT = BUILD / "resource-usage.txt"
+
+FUNCTION = re.compile(r"Function properties for (\S+)")
+FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+REGISTERS = re.compile(r"Used (\d+) registers")
+ARCH = re.compile(r"Compiling entry function '(\S+)' for '(sm_\w+)'")
+
+
+def build() -> str:
+    archs = os.environ.get("HEADMIX_CUDA_ARCHS", "90a;100a")
+    configure = [
+        "cmake", "-S", str(ROOT), "-B", str(BUILD), "-G", "Ninja",
+        "-DHEADMIX_KERNELS_ONLY=ON", f"-DHEADMIX_CUDA_ARCHS={archs}",
+        f"-DPython_EXECUTABLE={sys.executable}",
+    ]
+    subprocess.run(configure, check=True, stdout=subprocess.DEVNULL)
+    # A clean rebuild, so the report covers every kernel, not only the changed ones.
+    result = subprocess.run(
+        ["cmake", "--build", str(BUILD), "--clean-first", "-j", str(os.cpu_count() or 2)],
+        capture_output=True, text=True,
+    )
+    log = result.stdout + result.stderr
+    REPORT.write_text(log)
+    if result.returncode != 0:
+        print(log)
+        sys.exit(f"check-cuda: the kernels do not compile (log: {REPORT})")
+    return log
+
+
+def problems(log: str) -> tuple[list[str], list[str]]:
+    """(summary lines, problems) from the ptxas report."""
+    summary, found = [], []
+    if "C7510" in log:
+        found.append("ptxas warning C7510: wgmma serialised (build without -DNDEBUG, or an assert?)")
+    entry, arch = "?", "?"
+    for line in log.splitlines():
+        if m := ARCH.search(line):
+            entry, arch = m.group(1), m.group(2)
+        elif m := FUNCTION.search(line):
+            entry = m.group(1)
+        elif m := FRAME.search(line):
+            stack, spill_st, spill_ld = map(int, m.groups())
+            if stack or spill_st or spill_ld:
+                found.append(f"{arch} {entry}: {stack} B stack, {spill_st} B spill stores, {spill_ld} B spill loads")
+        elif (m := REGISTERS.search(line)) and entry != "?":
+            summary.append(f"{arch:8s} {m.group(1):>4s} regs  {entry}")
+    return summary, found
+
+
+def main() -> None:
+    log = build()
+    summary, found = problems(log)
+    if not summary:
+        sys.exit(f"check-cuda: no ptxas resource report found in {REPORT}")
+    print("\n".join(summary))
+    print(f"check-cuda: {len(summary)} kernel builds, report in {REPORT.relative_to(ROOT)}")
+    if found:
+        print("\n".join(found))
+        sys.exit("check-cuda: FAILED (spills, stack frames or C7510)")
+    print("check-cuda: OK (no spills, no stack frames, no C7510)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Creates the virtual environment and installs headmix into it (editable), with everything the
+# build needs: torch (2.13.0 CPU unless a CUDA torch is already installed in the base Python,
+# which the environment then reuses), the nvidia-cutlass headers, scikit-build-core, pybind11,
+# CMake >= 3.26, ninja and pytest. Offline machines install wheels placed in .whl/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  if "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.version.cuda else 1)" 2>/dev/null; then
+    echo "setup: using the base Python's CUDA torch"
+    "$PYTHON" -m venv --system-site-packages "$VENV"
+  else
+    "$PYTHON" -m venv "$VENV"
+  fi
+fi
+PY="$VENV/bin/python"
+pip_install() { "$PY" -m pip install --disable-pip-version-check -q --find-links .whl "$@"; }
+
+"$PY" -c "import torch" 2>/dev/null || pip_install "torch==$TORCH_VERSION"
+
+# Install only what is missing, so machines without network work with what they have.
+missing=()
+for spec in "cutlass_library:nvidia-cutlass" "scikit_build_core:scikit-build-core" \
+            "pybind11:pybind11" "pytest:pytest" "numpy:numpy"; do
+  "$PY" -c "import ${spec%%:*}" 2>/dev/null || missing+=("${spec#*:}")
+done
+cmake_ok=$("$PY" - <<'PYCODE'
+import re, shutil, subprocess
+exe = shutil.which("cmake")
+out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout if exe else ""
+m = re.search(r"(\d+)\.(\d+)", out)
+print(1 if m and (int(m[1]), int(m[2])) >= (3, 26) else 0)
+PYCODE
+)
+[ "$cmake_ok" = 1 ] || missing+=("cmake>=3.26")
+command -v ninja >/dev/null || missing+=("ninja")
+[ ${#missing[@]} -eq 0 ] || pip_install "${missing[@]}"
+
+PATH="$PWD/$VENV/bin:$PATH" "$PY" -m pip install --disable-pip-version-check -q \
+  --no-build-isolation --no-deps -e .
+"$PY" -c "import headmix; print('setup: headmix', headmix.build_info)"
