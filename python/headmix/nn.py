@@ -17,13 +17,24 @@ from .ops import flash_attn, iha_attention, mix_heads
 from .rope import apply_rope, rope_tables
 
 
-def _rope_buffers(module: nn.Module, positions: int, rotary_dim: int, theta: float, device) -> None:
-    cos, sin = rope_tables(positions, rotary_dim, theta=theta, device=device)
-    module.register_buffer("cos", cos, persistent=False)
-    module.register_buffer("sin", sin, persistent=False)
+class _RopeModule(nn.Module):
+    """Holds float32 RoPE tables that follow the module across devices but keep float32 through
+    ``.to(dtype)`` / ``.half()`` / ``.double()`` (the ops take float32 tables: bfloat16 angles
+    would be wrong by whole radians at long positions)."""
+
+    def _rope_buffers(self, positions: int, rotary_dim: int, theta: float, device) -> None:
+        cos, sin = rope_tables(positions, rotary_dim, theta=theta, device=device)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+
+    def _apply(self, fn, recurse=True):
+        cos, sin = self.cos, self.sin
+        super()._apply(fn, recurse)
+        self.cos, self.sin = cos.to(self.cos.device), sin.to(self.sin.device)
+        return self
 
 
-class InterleavedHeadAttention(nn.Module):
+class InterleavedHeadAttention(_RopeModule):
     """Interleaved Head Attention (IHA): P pseudo-heads per head, each a learned mix of all heads.
 
     Every head's P pseudo-queries/keys/values are linear combinations of the H original ones
@@ -55,7 +66,7 @@ class InterleavedHeadAttention(nn.Module):
         self.alpha_k = nn.Parameter(expand.clone())
         self.alpha_v = nn.Parameter(expand.clone())
         self.collapse = nn.Parameter(expand.t() / self.pseudo)  # [P*H, H]
-        _rope_buffers(self, max_seqlen * self.pseudo, rotary_dim or self.head_dim, rope_theta, device)
+        self._rope_buffers(max_seqlen * self.pseudo, rotary_dim or self.head_dim, rope_theta, device)
 
     def make_cache(self, batch_size, max_tokens, *, block_size=None) -> KVCache:
         """A cache of max_tokens * P virtual rows of H heads."""
@@ -85,7 +96,7 @@ class InterleavedHeadAttention(nn.Module):
         return mix_heads(o_hat.view(q_hat.shape), self.collapse)
 
 
-class ExplicitMultiheadAttention(nn.Module):
+class ExplicitMultiheadAttention(_RopeModule):
     """Multi-head Explicit Attention (MEA): head-level linear composition (HLC) of K and V.
 
     The kv heads are K_g = sum_j w_lc_k[j, g] K'_j over ``num_virtual_heads`` projected heads
@@ -118,7 +129,7 @@ class ExplicitMultiheadAttention(nn.Module):
         self.norm_weight = nn.Parameter(torch.ones(num_heads, d, **factory))
         self.rope_theta, self.max_seqlen = rope_theta, max_seqlen
         self.rotary_dim = rotary_dim or d
-        _rope_buffers(self, max_seqlen, self.rotary_dim, rope_theta, device)
+        self._rope_buffers(max_seqlen, self.rotary_dim, rope_theta, device)
 
     def make_cache(self, batch_size, max_tokens, *, block_size=None) -> KVCache:
         """A cache of ``num_virtual_heads`` heads: H'/H_kv of an uncompressed cache's bytes."""
