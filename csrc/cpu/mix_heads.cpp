@@ -1,5 +1,5 @@
-// mix_heads and its backward with ATen ops: the CPU implementation, and a device-generic one
-// that CUDA uses for float64 and for the backward until its kernels replace it. A per-token
+// mix_heads and its backward with ATen ops: the CPU implementation, device-generic, so CUDA
+// uses it for float64 (no float64 kernels). A per-token
 // head mix is one GEMM batched over tokens with a shared w, so ATen's matmul does the work in
 // the accumulate dtype; RoPE is applied to the mixed result (mixing and RoPE commute because
 // all heads of a token share a position).

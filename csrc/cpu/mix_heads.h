@@ -1,6 +1,6 @@
 #pragma once
-// Device-generic (ATen) mix_heads: registered for CPU, reused by the CUDA binding where no
-// kernel covers a case (float64, the backward).
+// Device-generic (ATen) mix_heads: registered for CPU, reused by the CUDA binding for float64
+// (no float64 kernels).
 #include <ATen/ATen.h>
 
 #include <optional>

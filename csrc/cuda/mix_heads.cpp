@@ -1,5 +1,5 @@
-// CUDA binding of mix_heads: checks -> MixHeadsParams -> current stream -> launcher. float64
-// and the backward run through the device-generic ATen implementation until kernels cover them.
+// CUDA binding of mix_heads and its backward: checks -> Params -> current stream -> launcher.
+// float64 runs through the device-generic ATen implementation (no float64 kernels).
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
@@ -13,6 +13,80 @@
 namespace headmix::cuda {
 namespace {
 
+// Holds the fp32 contiguous tables the kernels read, alive until the launch is queued.
+struct RopeTables {
+  at::Tensor cos, sin;
+  kernels::RopeParams params{};
+  RopeTables(const std::optional<at::Tensor>& c, const std::optional<at::Tensor>& s, int64_t pseudo,
+             int64_t pos_offset) {
+    params.pseudo = pseudo;
+    params.pos_offset = pos_offset;
+    if (!c) return;
+    cos = c->contiguous();
+    sin = s->contiguous();
+    params.cos = cos.data_ptr<float>();
+    params.sin = sin.data_ptr<float>();
+    params.rotary_half = cos.size(1);
+  }
+};
+
+// y = mix of x ([B, N, H_in, d]) into `heads_out` heads, w given as fp32 with its strides.
+at::Tensor launch_mix(const at::Tensor& x, const at::Tensor& w32, int64_t heads_out,
+                      int64_t w_in_stride, int64_t w_out_stride, const RopeTables& rope,
+                      bool rotate_inputs) {
+  auto y = at::empty({x.size(0), x.size(1), heads_out, x.size(3)}, x.options());
+  kernels::MixHeadsParams params{};
+  params.x = x.data_ptr();
+  params.w = w32.data_ptr<float>();
+  params.y = y.data_ptr();
+  params.dtype = kernel_dtype(x.scalar_type());
+  params.batch = x.size(0);
+  params.tokens = x.size(1);
+  params.heads_in = x.size(2);
+  params.heads_out = heads_out;
+  params.head_dim = x.size(3);
+  params.x_batch_stride = x.stride(0);
+  params.x_token_stride = x.stride(1);
+  params.x_head_stride = x.stride(2);
+  params.w_in_stride = w_in_stride;
+  params.w_out_stride = w_out_stride;
+  params.rope = rope.params;
+  params.rotate_inputs = rotate_inputs;
+  C10_CUDA_CHECK(kernels::launch_mix_heads_portable(params, at::cuda::getCurrentCUDAStream()));
+  return y;
+}
+
+at::Tensor launch_dw(const at::Tensor& grad, const at::Tensor& x, int64_t heads_out,
+                     const RopeTables& rope) {
+  const auto* props = at::cuda::getCurrentDeviceProperties();
+  const int64_t chunks = kernels::mix_heads_dw_chunks(x.size(0) * x.size(1), x.size(2), heads_out,
+                                                      props->multiProcessorCount);
+  const auto f32 = x.options().dtype(at::kFloat);
+  auto partial = at::empty({chunks, x.size(2), heads_out}, f32);
+  auto dw = at::empty({x.size(2), heads_out}, f32);
+  kernels::MixHeadsWeightGradParams params{};
+  params.x = x.data_ptr();
+  params.grad = grad.data_ptr();
+  params.partial = partial.data_ptr<float>();
+  params.dw = dw.data_ptr<float>();
+  params.dtype = kernel_dtype(x.scalar_type());
+  params.batch = x.size(0);
+  params.tokens = x.size(1);
+  params.heads_in = x.size(2);
+  params.heads_out = heads_out;
+  params.head_dim = x.size(3);
+  params.x_batch_stride = x.stride(0);
+  params.x_token_stride = x.stride(1);
+  params.x_head_stride = x.stride(2);
+  params.grad_batch_stride = grad.stride(0);
+  params.grad_token_stride = grad.stride(1);
+  params.grad_head_stride = grad.stride(2);
+  params.chunks = chunks;
+  params.rope = rope.params;
+  C10_CUDA_CHECK(kernels::launch_mix_heads_dw_portable(params, at::cuda::getCurrentCUDAStream()));
+  return dw;
+}
+
 at::Tensor mix_heads(const at::Tensor& x, const at::Tensor& w, int64_t pseudo,
                      const std::optional<at::Tensor>& cos, const std::optional<at::Tensor>& sin,
                      int64_t pos_offset) {
@@ -21,37 +95,41 @@ at::Tensor mix_heads(const at::Tensor& x, const at::Tensor& w, int64_t pseudo,
   const c10::cuda::CUDAGuard device_guard(x.device());
   require_kernel_arch(x.device(), "mix_heads");
   const auto w32 = w.to(at::kFloat).contiguous();
-  const auto cos32 = cos ? cos->contiguous() : at::Tensor();
-  const auto sin32 = sin ? sin->contiguous() : at::Tensor();
-  auto y = at::empty({x.size(0), x.size(1), w.size(1), x.size(3)}, x.options());
+  const RopeTables rope(cos, sin, pseudo, pos_offset);
+  // weight(i, o) = w[i, o]
+  return launch_mix(x, w32, w.size(1), w.size(1), 1, rope, /*rotate_inputs=*/false);
+}
 
-  kernels::MixHeadsParams params{};
-  params.x = x.data_ptr();
-  params.w = w32.data_ptr<float>();
-  params.y = y.data_ptr();
-  params.cos = cos ? cos32.data_ptr<float>() : nullptr;
-  params.sin = sin ? sin32.data_ptr<float>() : nullptr;
-  params.dtype = kernel_dtype(x.scalar_type());
-  params.batch = x.size(0);
-  params.tokens = x.size(1);
-  params.heads_in = x.size(2);
-  params.heads_out = w.size(1);
-  params.head_dim = x.size(3);
-  params.x_batch_stride = x.stride(0);
-  params.x_token_stride = x.stride(1);
-  params.x_head_stride = x.stride(2);
-  params.pseudo = pseudo;
-  params.pos_offset = pos_offset;
-  params.rotary_half = cos ? cos->size(1) : 0;
-  C10_CUDA_CHECK(kernels::launch_mix_heads_fwd_portable(params, at::cuda::getCurrentCUDAStream()));
-  return y;
+std::tuple<std::optional<at::Tensor>, std::optional<at::Tensor>> mix_heads_backward(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& w, int64_t pseudo,
+    const std::optional<at::Tensor>& cos, const std::optional<at::Tensor>& sin,
+    int64_t pos_offset, bool need_dx, bool need_dw) {
+  check_mix_heads(x, w, pseudo, cos, sin, pos_offset);
+  check_mix_heads_grad(grad, x, w);
+  if (x.scalar_type() == at::kDouble) {
+    return cpu::mix_heads_backward_aten(grad, x, w, pseudo, cos, sin, pos_offset, need_dx, need_dw);
+  }
+  const c10::cuda::CUDAGuard device_guard(x.device());
+  require_kernel_arch(x.device(), "mix_heads_backward");
+  // The kernels read grad with x's element type and a contiguous last dim.
+  const auto g = grad.scalar_type() == x.scalar_type() && grad.stride(-1) == 1
+                     ? grad : grad.to(x.scalar_type()).contiguous();
+  const RopeTables rope(cos, sin, pseudo, pos_offset);
+  std::optional<at::Tensor> dx, dw;
+  if (need_dx) {
+    // dx[m] = sum_j w[m, j] * unrotate(g[j]): weight(i = j, o = m) = w[m, j]
+    const auto w32 = w.to(at::kFloat).contiguous();
+    dx = launch_mix(g, w32, x.size(2), 1, w.size(1), rope, /*rotate_inputs=*/true);
+  }
+  if (need_dw) dw = launch_dw(g, x, w.size(1), rope).to(w.scalar_type());
+  return {dx, dw};
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(HEADMIX_NAMESPACE, CUDA, m) {
   m.impl("mix_heads", &mix_heads);
-  m.impl("mix_heads_backward", &cpu::mix_heads_backward_aten);
+  m.impl("mix_heads_backward", &mix_heads_backward);
 }
 
 }  // namespace headmix::cuda

@@ -7,22 +7,47 @@ namespace headmix::kernels {
 
 enum class DType : int { kFloat32, kFloat16, kBFloat16 };
 
+// RoPE of a mix_heads call: head h of the rotated side (H_rot heads) of token n sits at
+// position pos_offset + n*pseudo + h / (H_rot/pseudo); features [0, r/2) pair with [r/2, r).
+struct RopeParams {
+  const float* cos;     // max_pos x rotary_half, fp32, contiguous; nullptr = no RoPE
+  const float* sin;     // max_pos x rotary_half, fp32, contiguous
+  int64_t rotary_half;  // r/2; 0 = no RoPE
+  int64_t pseudo;       // P
+  int64_t pos_offset;   // position of token 0's first pseudo-token
+};
+
+// One head mix y[b,n,o] = sum_i weight(i, o) * x[b,n,i]. The forward rotates the outputs;
+// the input gradient (dx) is the same mix with w transposed, un-rotating its inputs.
 struct MixHeadsParams {
   const void* x;      // B x N x H_in x d, element type `dtype`, last dim contiguous
-  const float* w;     // H_in x H_out, fp32, contiguous
+  const float* w;     // weight(i, o) = w[i * w_in_stride + o * w_out_stride], fp32
   void* y;            // B x N x H_out x d, element type `dtype`, contiguous
-  const float* cos;   // max_pos x rotary_half, fp32, contiguous; nullptr = no RoPE
-  const float* sin;   // max_pos x rotary_half, fp32, contiguous; nullptr = no RoPE
   DType dtype;
   int64_t batch;       // B
   int64_t tokens;      // N
-  int64_t heads_in;    // H_in
-  int64_t heads_out;   // H_out
+  int64_t heads_in;    // H_in of this mix
+  int64_t heads_out;   // H_out of this mix
   int64_t head_dim;    // d
   int64_t x_batch_stride, x_token_stride, x_head_stride;  // elements
-  int64_t pseudo;       // P: head j of token n sits at position pos_offset + n*P + j/(H_out/P)
-  int64_t pos_offset;   // position of token 0's first pseudo-token
-  int64_t rotary_half;  // r/2: features [0, r/2) pair with [r/2, r); 0 = no RoPE
+  int64_t w_in_stride, w_out_stride;                      // elements
+  RopeParams rope;
+  bool rotate_inputs;  // false: rotate outputs (forward); true: un-rotate inputs (dx)
+};
+
+// dw[i, o] = sum over b, n, d of x[b,n,i,d] * unrotated grad[b,n,o,d], in two deterministic
+// stages: per-chunk partial sums into `partial`, then a fixed-order sum over chunks.
+struct MixHeadsWeightGradParams {
+  const void* x;      // B x N x H_in x d, element type `dtype`, last dim contiguous
+  const void* grad;   // B x N x H_out x d, element type `dtype`, last dim contiguous
+  float* partial;     // chunks x H_in x H_out, fp32 workspace
+  float* dw;          // H_in x H_out, fp32, contiguous
+  DType dtype;
+  int64_t batch, tokens, heads_in, heads_out, head_dim;
+  int64_t x_batch_stride, x_token_stride, x_head_stride;           // elements
+  int64_t grad_batch_stride, grad_token_stride, grad_head_stride;  // elements
+  int64_t chunks;       // token chunks (grid dimension of stage 1)
+  RopeParams rope;      // rotation of the forward outputs, undone on grad
 };
 
 }  // namespace headmix::kernels
