@@ -21,34 +21,12 @@ def randomize_(module, scale=0.3):
     return module
 
 
-def iha_reference(module, x):
-    b, n, dim = x.shape
-    q, k, v = module.qkv(x).view(b, n, 3, module.num_heads, module.head_dim).unbind(2)
-    o = reference.iha_attention(q, k, v, module.alpha_q, module.alpha_k, module.alpha_v, module.collapse,
-                                module.pseudo, module.cos, module.sin, module.window)
-    return module.out(o.reshape(b, n, dim))
-
-
-def mea_reference(module, x):
-    b, n, _ = x.shape
-    d = module.head_dim
-    q = module.q_proj(x).view(b, n, module.num_heads, d)
-    k = module.k_proj(x).view(b, n, module.num_virtual_heads, d)
-    v = module.v_proj(x).view(b, n, module.num_virtual_heads, d)
-    q = apply_rope(q, module.cos, module.sin, torch.arange(n)[:, None])
-    k = reference.mix_heads(k, module.w_lc_k, 1, module.cos, module.sin)
-    v = reference.mix_heads(v, module.w_lc_v)
-    o, _ = reference.flash_attn(q, k, v, causal=True)
-    o = F.rms_norm(o, (d,), eps=module.eps) * module.norm_weight
-    return module.o_proj(o.reshape(b, n, -1))
-
-
 @pytest.mark.parametrize("pseudo,window", [(1, None), (2, None), (4, None), (2, 3), (4, 2)])
 def test_iha_layer_matches_reference_and_gradients(pseudo, window):
     module = randomize_(InterleavedHeadAttention(32, 4, pseudo, window=window, max_seqlen=16, dtype=DTYPE))
     x = torch.randn(2, 9, 32, dtype=DTYPE, requires_grad=True)
     out = module(x)
-    expected = iha_reference(module, x)
+    expected = reference.iha_layer(module, x)
     torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
     grad = torch.randn_like(out)
     params = [x, module.alpha_q, module.alpha_k, module.alpha_v, module.collapse, module.qkv.weight]
@@ -91,7 +69,7 @@ def test_mea_layer_matches_reference_and_gradients(heads, kv_heads):
     module = randomize_(ExplicitMultiheadAttention(64, heads, kv_heads, max_seqlen=16, dtype=DTYPE))
     x = torch.randn(2, 7, 64, dtype=DTYPE, requires_grad=True)
     out = module(x)
-    expected = mea_reference(module, x)
+    expected = reference.mea_layer(module, x)
     torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
     grad = torch.randn_like(out)
     params = [x, module.w_lc_k, module.w_lc_v, module.k_proj.weight, module.norm_weight]

@@ -106,31 +106,6 @@ def composite_attend(cache, q, w_k=None, w_v=None):
     return sdpa(q, keys, values, mask=mask)
 
 
-# ------------------------------------------------------------------ reference (float64) layers
-
-
-def iha_reference(module, x):
-    b, n, dim = x.shape
-    q, k, v = module.qkv(x).view(b, n, 3, module.num_heads, module.head_dim).unbind(2)
-    o = reference.iha_attention(q, k, v, module.alpha_q, module.alpha_k, module.alpha_v, module.collapse,
-                                module.pseudo, module.cos, module.sin, module.window)
-    return module.out(o.reshape(b, n, dim))
-
-
-def mea_reference(module, x):
-    b, n, _ = x.shape
-    d = module.head_dim
-    q = module.q_proj(x).view(b, n, module.num_heads, d)
-    k = module.k_proj(x).view(b, n, module.num_virtual_heads, d)
-    v = module.v_proj(x).view(b, n, module.num_virtual_heads, d)
-    q = apply_rope(q, module.cos, module.sin, torch.arange(n, device=x.device)[:, None])
-    k = reference.mix_heads(k, module.w_lc_k, 1, module.cos, module.sin)
-    v = reference.mix_heads(v, module.w_lc_v)
-    o, _ = reference.flash_attn(q, k, v, causal=True)
-    o = F.rms_norm(o, (d,), eps=module.eps) * module.norm_weight
-    return module.o_proj(o.reshape(b, n, -1))
-
-
 # ------------------------------------------------------------------ the runs
 
 
@@ -212,13 +187,13 @@ def main() -> None:
         for p in (iha.alpha_q, iha.alpha_k, iha.alpha_v, iha.collapse):
             p.add_(0.05 * torch.randn_like(p))
     x = torch.randn(batch, tokens, dim, device=device)
-    rows.append(layer_rows("IHA layer P=4 (N*P=1024)", iha, lambda m, t: m(t), iha_composite, iha_reference, x, device))
+    rows.append(layer_rows("IHA layer P=4 (N*P=1024)", iha, lambda m, t: m(t), iha_composite, reference.iha_layer, x, device))
 
     mea = ExplicitMultiheadAttention(dim, heads, num_kv_heads=4, max_seqlen=512, device=device)
     with torch.no_grad():
         mea.w_lc_k.add_(0.2 * torch.randn_like(mea.w_lc_k))
         mea.w_lc_v.add_(0.2 * torch.randn_like(mea.w_lc_v))
-    rows.append(layer_rows("MEA layer H_kv=4", mea, lambda m, t: m(t), mea_composite, mea_reference, x, device))
+    rows.append(layer_rows("MEA layer H_kv=4", mea, lambda m, t: m(t), mea_composite, reference.mea_layer, x, device))
 
     vocab, prompt_len, steps = 128, 64, 32
     total = prompt_len + steps

@@ -116,3 +116,27 @@ def iha_attention(q, k, v, alpha_q, alpha_k, alpha_v, collapse, pseudo, cos=None
     window_left = -1 if window is None else window * pseudo - 1
     o_hat, _ = flash_attn(q_hat, k_hat, v_hat, scale, True, window_left, -1)
     return mix_heads(o_hat.reshape(batch, tokens, -1, head_dim), collapse)
+
+
+def iha_layer(module, x):
+    """headmix.nn.InterleavedHeadAttention's forward (no cache) with the reference ops."""
+    b, n, dim = x.shape
+    q, k, v = module.qkv(x).view(b, n, 3, module.num_heads, module.head_dim).unbind(2)
+    o = iha_attention(q, k, v, module.alpha_q, module.alpha_k, module.alpha_v, module.collapse,
+                      module.pseudo, module.cos, module.sin, module.window)
+    return module.out(o.reshape(b, n, dim))
+
+
+def mea_layer(module, x):
+    """headmix.nn.ExplicitMultiheadAttention's forward (no cache) with the reference ops."""
+    b, n, _ = x.shape
+    d = module.head_dim
+    q = module.q_proj(x).view(b, n, module.num_heads, d)
+    k = module.k_proj(x).view(b, n, module.num_virtual_heads, d)
+    v = module.v_proj(x).view(b, n, module.num_virtual_heads, d)
+    q = apply_rope(q, module.cos, module.sin, torch.arange(n, device=x.device)[:, None])
+    k = mix_heads(k, module.w_lc_k, 1, module.cos, module.sin)
+    v = mix_heads(v, module.w_lc_v)
+    o, _ = flash_attn(q, k, v, causal=True)
+    o = torch.nn.functional.rms_norm(o, (d,), eps=module.eps) * module.norm_weight
+    return module.o_proj(o.reshape(b, n, -1))
