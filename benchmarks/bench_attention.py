@@ -1,0 +1,189 @@
+"""headmix.flash_attn and headmix.iha_attention against PyTorch, forward and backward.
+
+Variants:
+  causal  flash_attn(causal=True)           vs SDPA(is_causal=True)
+  window  flash_attn(window=(W - 1, 0))     vs SDPA with a dense boolean [S, S] mask
+  iha     iha_attention (mix -> pseudo-head attention over N*P virtual tokens -> collapse)
+          vs the reference-style composite: einsum + RoPE, SDPA with the dense flat-causal
+          window mask, einsum
+SDPA gets transposed [B, H, S, d] views of the very tensors headmix reads. FLOPs count only the
+unmasked band: 4*B*H*pairs*d forward, 2.5x that backward (pairs = allowed (query, key) pairs),
+plus the head-mixing GEMMs for iha.
+
+    python benchmarks/bench_attention.py                  # CPU, --quick shapes
+    python benchmarks/bench_attention.py --acceptance     # CPU acceptance: fp32, S = 8192 (minutes)
+    python benchmarks/bench_attention.py --device cuda    # bf16, H = 16, d = 128, S up to 32k
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+import headmix
+import timing
+from bench_mix_heads import composite as mix_composite
+from bench_mix_heads import pseudo_positions
+from headmix.reference import allowed_keys
+
+
+def band_pairs(seqlen_q, seqlen_k, window_left):
+    """Allowed (query, key) pairs of a causal mask with an optional left window (-1: none),
+    queries bottom-right aligned: the useful work, computed per row without an [S, S] matrix."""
+    key_pos = torch.arange(seqlen_q, dtype=torch.int64) + (seqlen_k - seqlen_q)
+    first = (key_pos - window_left).clamp(min=0) if window_left >= 0 else torch.zeros_like(key_pos)
+    last = key_pos.clamp(max=seqlen_k - 1)
+    return int((last - first + 1).clamp(min=0).sum())
+
+
+def sdpa(q, k, v, *, mask=None, causal=False):
+    """SDPA over [B, S, H, d] tensors through transposed views.
+
+    SDPA's is_causal is top-left aligned, headmix's bottom-right: they agree only for S_q = S_k.
+    enable_gqa only when the head counts differ: it steers SDPA away from some backends.
+    """
+    out = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, is_causal=causal,
+        enable_gqa=k.shape[2] != q.shape[2],
+    )
+    return out.transpose(1, 2)
+
+
+def attention_case(*, batch, seqlen, heads, head_dim, window, backward, device, dtype, targets=None):
+    """window=None: causal; else the last `window` keys of each query, window=(window - 1, 0)."""
+    left = -1 if window is None else window - 1
+    item = torch.empty((), dtype=dtype).element_size()
+    tensor_bytes = batch * seqlen * heads * head_dim * item
+    flops = 4 * batch * heads * band_pairs(seqlen, seqlen, left) * head_dim
+    # Forward reads q, k, v and writes out; backward reads q, k, v, out, dout, writes dq, dk, dv.
+    traffic, flops = (8 * tensor_bytes, 2.5 * flops) if backward else (4 * tensor_bytes, flops)
+
+    def build():
+        q, k, v = (
+            timing.randn(batch, seqlen, heads, head_dim, device=device, dtype=dtype, requires_grad=backward)
+            for _ in range(3)
+        )
+        mask = None if window is None else allowed_keys(seqlen, seqlen, window_left=left, window_right=0,
+                                                        device=device)
+
+        def ours():
+            if window is None:
+                return headmix.flash_attn(q, k, v, causal=True)
+            return headmix.flash_attn(q, k, v, window=(left, 0))
+
+        def baseline():
+            return sdpa(q, k, v, mask=mask, causal=mask is None)
+
+        if not backward:
+            return ours, baseline
+        grad = timing.randn(batch, seqlen, heads, head_dim, device=device, dtype=dtype)
+        return timing.grads_of(ours, (q, k, v), grad), timing.grads_of(baseline, (q, k, v), grad)
+
+    variant = ("causal" if window is None else "window") + ("_bwd" if backward else "_fwd")
+    shape = {"B": batch, "S": seqlen, "H": heads, "d": head_dim, "window": window}
+    return timing.Case("attention", variant, shape, build, traffic, flops, targets or {})
+
+
+def iha_case(*, batch, tokens, heads, pseudo, head_dim, window, backward, device, dtype):
+    """The IHA layer core; window in original tokens (window*P virtual ones)."""
+    seqlen = tokens * pseudo
+    left = window * pseudo - 1
+    attention_flops = 4 * batch * heads * band_pairs(seqlen, seqlen, left) * head_dim
+    mix_flops = 4 * 2 * batch * tokens * heads * (pseudo * heads) * head_dim  # q, k, v expand + collapse
+    flops = 2.5 * attention_flops + 2 * mix_flops if backward else attention_flops + mix_flops
+
+    def build():
+        def weights(rows, cols):
+            return timing.randn(rows, cols, device=device, dtype=dtype, scale=rows**-0.5, requires_grad=backward)
+
+        q, k, v = (
+            timing.randn(batch, tokens, heads, head_dim, device=device, dtype=dtype, requires_grad=backward)
+            for _ in range(3)
+        )
+        alpha_q, alpha_k, alpha_v = (weights(heads, pseudo * heads) for _ in range(3))
+        collapse = weights(pseudo * heads, heads)
+        cos, sin = headmix.rope_tables(seqlen, head_dim, device=device)
+        rope = (cos, sin, pseudo_positions(tokens, pseudo * heads, pseudo, device))
+        mask = allowed_keys(seqlen, seqlen, window_left=left, window_right=0, device=device)
+
+        def ours():
+            return headmix.iha_attention(q, k, v, alpha_q, alpha_k, alpha_v, collapse, pseudo=pseudo,
+                                         cos=cos, sin=sin, window=window)
+
+        def baseline():
+            def pseudo_sequence(x, alpha, x_rope):  # [B, N, P*H, d] is [B, N*P, H, d]: a free view
+                return mix_composite(x, alpha, x_rope).view(batch, seqlen, heads, head_dim)
+
+            o_hat = sdpa(pseudo_sequence(q, alpha_q, rope), pseudo_sequence(k, alpha_k, rope),
+                         pseudo_sequence(v, alpha_v, None), mask=mask)
+            return mix_composite(o_hat.reshape(batch, tokens, pseudo * heads, head_dim), collapse, None)
+
+        if not backward:
+            return ours, baseline
+        inputs = (q, k, v, alpha_q, alpha_k, alpha_v, collapse)
+        grad = timing.randn(batch, tokens, heads, head_dim, device=device, dtype=dtype)
+        return timing.grads_of(ours, inputs, grad), timing.grads_of(baseline, inputs, grad)
+
+    shape = {"B": batch, "N": tokens, "H": heads, "P": pseudo, "d": head_dim, "window": window}
+    return timing.Case("attention", "iha_bwd" if backward else "iha_fwd", shape, build, 0.0, flops)
+
+
+def acceptance_cases(args):
+    """The CPU acceptance shapes: fp32, B = 1, S = 8192, H = 8, d = 64; causal vs SDPA(is_causal)
+    and a 512-token window vs SDPA with a dense mask. headmix must stay under 1 GiB of peak
+    memory, and the windowed forward must be at least 4x faster than the dense-mask SDPA."""
+    common = dict(batch=1, seqlen=8192, heads=8, head_dim=64, device=args.device, dtype=torch.float32)
+    return [
+        attention_case(
+            window=window, backward=backward, **common,
+            targets={"max_peak_mem": timing.GiB, **({"min_speedup": 4.0} if window and not backward else {})},
+        )
+        for window in (None, 512)
+        for backward in (False, True)
+    ]
+
+
+def cases(args):
+    if args.acceptance:
+        return acceptance_cases(args)
+    common = dict(heads=args.heads, head_dim=args.head_dim, device=args.device, dtype=args.dtype)
+    attention = [
+        attention_case(batch=max(1, args.total_tokens // seqlen), seqlen=seqlen, window=window,
+                       backward=backward, **common)
+        for seqlen in args.seqlens
+        for window in (None, args.window)
+        for backward in (False, True)
+    ]
+    iha = [
+        iha_case(batch=1, tokens=tokens, pseudo=args.pseudo, window=args.iha_window, backward=backward, **common)
+        for tokens in args.iha_tokens
+        for backward in (False, True)
+    ]
+    return attention + iha
+
+
+def parse_args(argv=None):
+    parser = timing.make_parser(__doc__)
+    parser.add_argument("--acceptance", action="store_true",
+                        help="run only the CPU acceptance cases (fp32, S = 8192) and check their targets")
+    parser.add_argument("--seqlens", type=int, nargs="+", help="S (default 2048 8192 32768; 1024 with --quick)")
+    parser.add_argument("--total-tokens", type=int, help="B*S, B = this // S (default 32768; 1024 with --quick)")
+    parser.add_argument("--heads", type=int, help="H (default 16; 4 with --quick)")
+    parser.add_argument("--head-dim", type=int, help="d (default 128; 64 with --quick)")
+    parser.add_argument("--window", type=int, help="keys per query of the window variant (default 512; 128)")
+    parser.add_argument("--iha-tokens", type=int, nargs="+", help="IHA N (default 2048 4096 8192; 256 with --quick)")
+    parser.add_argument("--pseudo", type=int,
+                        help="IHA P (default 4: with P = 16 the dense-mask baseline needs a (N*P)^2 mask; 4)")
+    parser.add_argument("--iha-window", type=int, help="IHA window in original tokens (default 512; 32)")
+    return timing.parse_args(
+        parser, argv,
+        quick=dict(seqlens=[1024], total_tokens=1024, heads=4, head_dim=64, window=128, iha_tokens=[256],
+                   pseudo=4, iha_window=32),
+        full=dict(seqlens=[2048, 8192, 32768], total_tokens=32768, heads=16, head_dim=128, window=512,
+                  iha_tokens=[2048, 4096, 8192], pseudo=4, iha_window=512),
+    )
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    timing.main("attention_acceptance" if arguments.acceptance else "attention", cases(arguments), arguments)
