@@ -50,4 +50,8 @@ struct MixHeadsWeightGradParams {
   RopeParams rope;      // rotation of the forward outputs, undone on grad
 };
 
+// ---- flash attention ----
+
+// ---- KV-cache decode and append ----
+
 }  // namespace headmix::kernels
