@@ -1,10 +1,11 @@
 // CPU attention, forward and backward, blockwise with an online softmax (FlashAttention-2's
 // algorithm expressed with ATen GEMMs): no S_q x S_k score matrix is ever built, memory is
 // O(S * block). Blocks wholly outside the causal/window band are skipped, so a windowed
-// pseudo-sequence costs O(S * window). Work is split over (batch, head, query block) in the
-// forward and (batch, head) in the backward with at::parallel_for; a GQA key/value head's
-// gradient is summed over its query heads after the parallel loop, so no two tasks write
-// the same memory.
+// pseudo-sequence costs O(S * window). Work is split over (batch, kv head, query block) in the
+// forward, a GQA group's query heads sharing each GEMM, and over (batch, head) in the backward
+// with at::parallel_for, where a GQA key/value head's gradient is summed over its query heads
+// after the loop so no two tasks write the same memory. The unwindowed, ungrouped forwards
+// that ATen's own CPU flash kernel computes identically go to it.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -43,22 +44,26 @@ at::Tensor band_tile(const KeyBand& band, int64_t i0, int64_t i1, int64_t j0, in
   return allowed;
 }
 
-// Rows [i0, i1) of one (batch, head): streams the key blocks of the band through an online
-// softmax and writes out_rows [n, d_v] and lse_rows [n].
+// Query rows [i0, i1) of the `group` query heads sharing one kv head: q_rows [group, n, d]
+// is stacked into one [group * n, d] GEMM operand (so a decode step with few query rows still
+// makes a real GEMM), the key blocks of the band stream through an online softmax, and
+// out_rows [n, group, d_v] / lse_rows [group, n] receive the result.
 void forward_rows(const KeyBand& band, int64_t i0, int64_t i1, const at::Tensor& q_rows,
                   const at::Tensor& k_head, const at::Tensor& v_head, at::Tensor out_rows,
                   at::Tensor lse_rows) {
-  const int64_t n = i1 - i0;
+  const int64_t group = q_rows.size(0), n = i1 - i0, rows = group * n;
+  const auto q_stacked = q_rows.reshape({rows, q_rows.size(2)});
   const int64_t j_first = std::max<int64_t>(0, band.first_key(i0));
   const int64_t j_last = std::min(band.seqlen_k - 1, band.last_key(i1 - 1));
-  auto row_max = at::full({n}, kNegInf, q_rows.options());
-  auto row_sum = at::zeros({n}, q_rows.options());
-  auto acc = at::zeros({n, v_head.size(1)}, q_rows.options());
+  auto row_max = at::full({rows}, kNegInf, q_rows.options());
+  auto row_sum = at::zeros({rows}, q_rows.options());
+  auto acc = at::zeros({rows, v_head.size(1)}, q_rows.options());
   for (int64_t j0 = j_first; j0 <= j_last; j0 += kBlockK) {
     const int64_t j1 = std::min(j0 + kBlockK, j_last + 1);
-    auto scores = at::mm(q_rows, k_head.narrow(0, j0, j1 - j0).t());  // [n, j1 - j0]
+    auto scores = at::mm(q_stacked, k_head.narrow(0, j0, j1 - j0).t());  // [rows, j1 - j0]
     if (!tile_inside_band(band, i0, i1, j0, j1)) {
-      scores.masked_fill_(band_tile(band, i0, i1, j0, j1).logical_not(), kNegInf);
+      const auto allowed = band_tile(band, i0, i1, j0, j1).repeat({group, 1});
+      scores.masked_fill_(allowed.logical_not(), kNegInf);
     }
     auto new_max = at::maximum(row_max, std::get<0>(scores.max(1)));
     // A row with no allowed key yet keeps max -inf; shift it by 0 so exp() gives 0, not NaN.
@@ -71,9 +76,20 @@ void forward_rows(const KeyBand& band, int64_t i0, int64_t i1, const at::Tensor&
   }
   // A row that saw a key has row_sum >= 1 (its max term is exp(0)); one that saw none has
   // acc = 0 and row_sum = 0, so dividing by max(row_sum, 1) writes the required 0.
-  out_rows.copy_(acc.div_(row_sum.clamp_min(1.0).unsqueeze(1)));
+  acc.div_(row_sum.clamp_min(1.0).unsqueeze(1));
+  out_rows.copy_(acc.view({group, n, acc.size(1)}).transpose(0, 1));
   auto shift = row_max.masked_fill(row_max == kNegInf, 0.0);
-  lse_rows.copy_(shift + row_sum.log());  // log(0) = -inf for rows without keys
+  lse_rows.copy_((shift + row_sum.log()).view({group, n}));  // log(0) = -inf: no keys
+}
+
+// ATen's CPU flash-attention kernel computes exactly this op when there is no window, the
+// causal mask's top-left alignment equals our bottom-right one (S_q == S_k), heads are not
+// grouped and d_v == d; it returns the same natural-log lse in the same dtype.
+bool aten_flash_covers(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool causal,
+                       int64_t window_left, int64_t window_right) {
+  return window_left < 0 && (causal || window_right < 0) && (!causal || q.size(1) == k.size(1)) &&
+         q.size(2) == k.size(2) && v.size(3) == q.size(3) && q.size(0) > 0 && q.size(1) > 0 &&
+         k.size(1) > 0;
 }
 
 }  // namespace
@@ -82,23 +98,33 @@ std::tuple<at::Tensor, at::Tensor> attention_forward(const at::Tensor& q, const 
                                                      const at::Tensor& v, double scale,
                                                      bool causal, int64_t window_left,
                                                      int64_t window_right) {
+  if (aten_flash_covers(q, k, v, causal, window_left, window_right)) {
+    auto [out, lse] = at::_scaled_dot_product_flash_attention_for_cpu(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), 0.0, causal, std::nullopt, scale);
+    return {out.transpose(1, 2).contiguous(), lse.contiguous()};
+  }
   const int64_t batch = q.size(0), seqlen_q = q.size(1), heads = q.size(2);
-  const int64_t seqlen_k = k.size(1), group = heads / k.size(2);
+  const int64_t kv_heads = k.size(2), group = heads / kv_heads, seqlen_k = k.size(1);
   const auto acc_type = accumulate_type(q.scalar_type());
-  const auto q_scaled = q.to(acc_type).mul(scale);
+  // [B, H_kv, group, S_q, d]: a kv head's query heads side by side, prescaled.
+  const auto q_grouped = q.to(acc_type)
+                             .mul(scale)
+                             .view({batch, seqlen_q, kv_heads, group, q.size(3)})
+                             .permute({0, 2, 3, 1, 4})
+                             .contiguous();
   const auto k_acc = k.to(acc_type), v_acc = v.to(acc_type);
   auto out = at::zeros({batch, seqlen_q, heads, v.size(3)}, q.options());
   auto lse = at::full({batch, heads, seqlen_q}, kNegInf, q.options().dtype(acc_type));
   const KeyBand band(seqlen_q, seqlen_k, causal, window_left, window_right);
   const int64_t q_blocks = (seqlen_q + kBlockQ - 1) / kBlockQ;
-  at::parallel_for(0, batch * heads * q_blocks, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, batch * kv_heads * q_blocks, 1, [&](int64_t begin, int64_t end) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / (heads * q_blocks), h = task / q_blocks % heads;
+      const int64_t b = task / (kv_heads * q_blocks), g = task / q_blocks % kv_heads;
       const int64_t i0 = task % q_blocks * kBlockQ, i1 = std::min(i0 + kBlockQ, seqlen_q);
-      forward_rows(band, i0, i1, q_scaled[b].narrow(0, i0, i1 - i0).select(1, h),
-                   k_acc[b].select(1, h / group), v_acc[b].select(1, h / group),
-                   out[b].narrow(0, i0, i1 - i0).select(1, h), lse[b][h].narrow(0, i0, i1 - i0));
+      forward_rows(band, i0, i1, q_grouped[b][g].narrow(1, i0, i1 - i0), k_acc[b].select(1, g),
+                   v_acc[b].select(1, g), out[b].narrow(0, i0, i1 - i0).narrow(1, g * group, group),
+                   lse[b].narrow(0, g * group, group).narrow(1, i0, i1 - i0));
     }
   });
   return {out, lse};
