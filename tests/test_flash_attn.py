@@ -155,11 +155,6 @@ def test_opcheck_flash_attn_bwd(device, with_dlse):
         torch.library.opcheck(ops.flash_attn_bwd.default, args)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flash_attn_bwd's fake returns empty_like(q), which keeps a permuted q's strides, but the CPU kernel "
-    "returns a contiguous dq: opcheck's test_faketensor reports a stride mismatch",
-)
 def test_opcheck_flash_attn_bwd_permuted_q(device):
     q = torch.randn(1, 2, 5, 8, device=device).transpose(1, 2)  # [B, S, H, d] from [B, H, S, d]
     k = torch.randn(1, 5, 2, 8, device=device)

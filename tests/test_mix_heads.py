@@ -101,12 +101,6 @@ def test_opcheck_mix_heads_backward(device):
         torch.library.opcheck(ops.mix_heads_backward.default, (grad, *sample.args, True, True))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mix_heads_backward's fake returns empty_like(x), which keeps a permuted x's strides, but the CPU "
-    "kernel returns a contiguous dx: opcheck's test_faketensor fails and torch.compile (inductor) asserts on "
-    "the stride of dx",
-)
 def test_opcheck_mix_heads_backward_permuted_x(device):
     x = torch.randn(2, 4, 3, 8, device=device).transpose(1, 2)  # [B, N, H, d] from [B, H, N, d]
     w = torch.randn(4, 4, device=device)

@@ -47,7 +47,8 @@ std::tuple<std::optional<at::Tensor>, std::optional<at::Tensor>> mix_heads_backw
   check_mix_heads(x, w, pseudo, cos, sin, pos_offset);
   check_mix_heads_grad(grad, x, w);
   const auto acc = accumulate_type(x.scalar_type());
-  auto g = owned_copy(grad, acc);
+  // Un-rotating needs a private contiguous copy; without RoPE the gradient is read as it is.
+  auto g = cos ? owned_copy(grad, acc) : grad.to(acc);
   if (cos) rotate_mixed_(g, pseudo, *cos, *sin, pos_offset, /*inverse=*/true);
   std::optional<at::Tensor> dx, dw;
   if (need_dx) dx = at::matmul(w.to(acc), g).to(x.scalar_type());  // [H_in, H_out] @ g

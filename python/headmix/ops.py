@@ -28,13 +28,14 @@ def mix_heads(x, w, *, pseudo=1, cos=None, sin=None, pos_offset=0):
 
 @torch.library.register_fake("headmix::mix_heads")
 def _mix_heads_fake(x, w, pseudo=1, cos=None, sin=None, pos_offset=0):
-    return x.new_empty(_shapes.mix_heads_shape(x, w, pseudo))
+    return x.new_empty(_shapes.mix_heads_shape(x, w, pseudo, cos, sin, pos_offset))
 
 
 @torch.library.register_fake("headmix::mix_heads_backward")
 def _mix_heads_backward_fake(grad, x, w, pseudo, cos, sin, pos_offset, need_dx, need_dw):
-    _shapes.mix_heads_shape(x, w, pseudo)
-    return (torch.empty_like(x) if need_dx else None, torch.empty_like(w) if need_dw else None)
+    _shapes.mix_heads_shape(x, w, pseudo, cos, sin, pos_offset)
+    # The kernels return contiguous gradients, whatever the inputs' strides.
+    return (x.new_empty(x.shape) if need_dx else None, w.new_empty(w.shape) if need_dw else None)
 
 
 def _mix_heads_setup_context(ctx, inputs, output):
@@ -83,7 +84,8 @@ def _flash_attn_fwd_fake(q, k, v, scale=None, causal=False, window_left=-1, wind
 @torch.library.register_fake("headmix::flash_attn_bwd")
 def _flash_attn_bwd_fake(dout, q, k, v, out, lse, dlse, scale, causal, window_left, window_right):
     _shapes.attention_shapes(q, k, v)
-    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    # The kernels return contiguous gradients, whatever the inputs' strides.
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
 
 
 def _flash_attn_setup_context(ctx, inputs, output):
@@ -130,7 +132,7 @@ def iha_attention(
         causal=True,
         window=(window_left, -1),
     )
-    return mix_heads(o_hat.view(q_hat.shape), collapse)
+    return mix_heads(o_hat.view(*q_hat.shape[:3], o_hat.shape[-1]), collapse)
 
 
 # ---------------------------------------------------------------- KV-cache decode
@@ -167,7 +169,7 @@ def vhead_decode(
 @torch.library.register_fake("headmix::vhead_decode")
 def _vhead_decode_fake(q, k_cache, v_cache, cache_seqlens, w_k=None, w_v=None, block_table=None,
                        scale=None, causal=True, window_left=-1):
-    out_shape, lse_shape = _shapes.decode_shapes(q, k_cache, v_cache, w_k)
+    out_shape, lse_shape = _shapes.decode_shapes(q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table)
     return q.new_empty(out_shape), q.new_empty(lse_shape, dtype=_shapes.lse_dtype(q.dtype))
 
 
@@ -202,4 +204,4 @@ def kv_cache_append(k_new, v_new, k_cache, v_cache, cache_seqlens, *, block_tabl
 @torch.library.register_fake("headmix::kv_cache_append")
 def _kv_cache_append_fake(k_new, v_new, k_cache, v_cache, cache_seqlens, block_table=None, cos=None,
                           sin=None, pos=None):
-    return None
+    _shapes.append_checks(k_new, v_new, k_cache, v_cache, cache_seqlens, block_table)
