@@ -144,3 +144,33 @@ def test_cache_overflow_is_refused_before_writing():
         with pytest.raises(RuntimeError, match="do not fit"):
             module(torch.randn(1, 1, 16), cache)
     assert cache.length == 6 and int(cache.seqlens[0]) == 6
+
+
+@pytest.mark.parametrize("make", [
+    lambda: InterleavedHeadAttention(32, 4, 2, window=3, max_seqlen=32),
+    lambda: ExplicitMultiheadAttention(32, 4, 2, max_seqlen=32),
+], ids=["iha", "mea"])
+def test_layers_compile_fullgraph_with_dynamic_lengths(make):
+    module = randomize_(make())
+    compiled = torch.compile(module, fullgraph=True, dynamic=True, backend="aot_eager")
+    for tokens in (5, 9):
+        x = torch.randn(2, tokens, 32, requires_grad=True)
+        got = compiled(x)
+        want = module(x)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        grad = torch.randn_like(got)
+        for g, w in zip(torch.autograd.grad(got, [x, *module.parameters()], grad),
+                        torch.autograd.grad(want, [x, *module.parameters()], grad)):
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_mea_decode_step_compiles_fullgraph():
+    module = randomize_(ExplicitMultiheadAttention(32, 4, 2, max_seqlen=16))
+    x = torch.randn(1, 6, 32)
+    with torch.no_grad():
+        full = module(x)
+        cache = module.make_cache(1, 6)
+        module(x[:, :4], cache)
+        step = torch.compile(lambda t: module(t, cache), fullgraph=True, backend="aot_eager")
+        outs = [step(x[:, t : t + 1]) for t in (4, 5)]
+    torch.testing.assert_close(torch.cat(outs, 1), full[:, 4:], rtol=1e-5, atol=1e-5)
