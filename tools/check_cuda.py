@@ -71,7 +71,8 @@ def check_bindings() -> None:
     cuda_include = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "include"
     includes = [ROOT / "csrc", stubs, *map(Path, cpp.include_paths()), cuda_include]
     for source in sorted((ROOT / "csrc" / "cuda").glob("*.cpp")):
-        command = ["c++", "-fsyntax-only", "-std=c++17", "-DHEADMIX_WITH_CUDA", *(f"-I{p}" for p in includes), str(source)]
+        defines = ["-DHEADMIX_WITH_CUDA", f'-DHEADMIX_BUILD_ARCHS="{os.environ.get("HEADMIX_CUDA_ARCHS", "90a;100a")}"']
+        command = ["c++", "-fsyntax-only", "-std=c++17", *defines, *(f"-I{p}" for p in includes), str(source)]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             print(result.stderr)

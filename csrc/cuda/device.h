@@ -3,15 +3,41 @@
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 
+#include <string>
+
 #include "kernels/params.h"
 
 namespace headmix::cuda {
 
-// The kernels need sm_80 or newer (cp.async, bf16 arithmetic); older GPUs get a clear error.
+// True when the build holds kernels for this device. HEADMIX_BUILD_ARCHS is the CMake list
+// ("90a;100a"); an arch-specific entry ("90a") runs only on that exact compute capability,
+// a plain one ("80") on it and on newer ones of the same major version.
+inline bool built_for(int major, int minor) {
+  const std::string archs = HEADMIX_BUILD_ARCHS;
+  size_t start = 0;
+  while (start < archs.size()) {
+    size_t end = archs.find(';', start);
+    if (end == std::string::npos) end = archs.size();
+    const std::string entry = archs.substr(start, end - start);
+    start = end + 1;
+    if (entry.empty()) continue;
+    const bool specific = entry.back() == 'a' || entry.back() == 'f';
+    const int cc = std::stoi(specific ? entry.substr(0, entry.size() - 1) : entry);
+    if (specific ? cc == major * 10 + minor : (cc / 10 == major && cc % 10 <= minor)) return true;
+  }
+  return false;
+}
+
+// The kernels need sm_80 or newer and a build that contains the device's architecture;
+// otherwise the error says how to rebuild instead of failing at launch.
 inline void require_kernel_arch(const at::Device& device, const char* op) {
   const auto* props = at::cuda::getDeviceProperties(device.index());
   TORCH_CHECK(props->major >= 8, "headmix.", op, " on CUDA needs compute capability 8.0 or newer, ",
               "got ", props->major, ".", props->minor, " (", props->name, ")");
+  TORCH_CHECK(built_for(props->major, props->minor), "headmix.", op, ": this build has kernels for ",
+              "HEADMIX_CUDA_ARCHS = '", HEADMIX_BUILD_ARCHS, "' but the GPU is sm_", props->major,
+              props->minor, " (", props->name, "); rebuild with HEADMIX_CUDA_ARCHS including '",
+              props->major, props->minor, "'");
 }
 
 inline kernels::DType kernel_dtype(at::ScalarType t) {
