@@ -45,6 +45,12 @@ def to_float64(sample: Sample) -> Sample:
     )
 
 
+def poison_cuda_allocator():
+    """Fill freed blocks of the caching allocator with NaN so unwritten outputs show."""
+    junk = torch.full((64 << 20,), NAN, device="cuda")
+    del junk
+
+
 def _randn(*shape, device, dtype):
     return torch.randn(*shape, device=device, dtype=torch.float64).to(dtype)
 
@@ -91,8 +97,8 @@ def mix_heads_samples(device, dtype):
 # ---------------------------------------------------------------- flash attention
 
 
-def _flash_attn(name, device, dtype, *, batch, seqlen_q, seqlen_k, heads, kv_heads, head_dim, head_dim_v=None,
-                scale=None, causal=False, window=(-1, -1)):
+def flash_attn_sample(name, device, dtype, *, batch, seqlen_q, seqlen_k, heads, kv_heads, head_dim,
+                      head_dim_v=None, scale=None, causal=False, window=(-1, -1)):
     kwargs = dict(
         q=_randn(batch, seqlen_q, heads, head_dim, device=device, dtype=dtype),
         k=_randn(batch, seqlen_k, kv_heads, head_dim, device=device, dtype=dtype),
@@ -108,24 +114,25 @@ def _flash_attn(name, device, dtype, *, batch, seqlen_q, seqlen_k, heads, kv_hea
 def flash_attn_samples(device, dtype, *, long=True):
     """``long`` adds a case spanning several of the CPU kernel's 128-row / 256-key blocks."""
     common = dict(device=device, dtype=dtype)
-    yield _flash_attn("MHA, S_q = S_k", **common, batch=2, seqlen_q=5, seqlen_k=5, heads=2, kv_heads=2, head_dim=8)
-    yield _flash_attn("MHA, causal, S_q = S_k", **common, batch=2, seqlen_q=6, seqlen_k=6, heads=3, kv_heads=3,
-                      head_dim=8, causal=True)
-    yield _flash_attn("GQA 2, causal, S_q < S_k", **common, batch=2, seqlen_q=3, seqlen_k=7, heads=4, kv_heads=2,
-                      head_dim=8, causal=True)
-    yield _flash_attn("GQA 4, causal, S_q > S_k (empty rows)", **common, batch=1, seqlen_q=7, seqlen_k=3, heads=4,
-                      kv_heads=1, head_dim=8, causal=True)
-    yield _flash_attn("window left only", **common, batch=1, seqlen_q=9, seqlen_k=9, heads=2, kv_heads=1,
-                      head_dim=8, window=(2, -1))
-    yield _flash_attn("window left+right, S_q < S_k, d_v < d", **common, batch=2, seqlen_q=4, seqlen_k=9, heads=2,
-                      kv_heads=2, head_dim=8, head_dim_v=4, window=(2, 1))
-    yield _flash_attn("window right only, S_q > S_k (empty rows)", **common, batch=1, seqlen_q=6, seqlen_k=3,
-                      heads=4, kv_heads=2, head_dim=8, window=(-1, 1))
-    yield _flash_attn("causal + window left, scale=0.5, d_v > d", **common, batch=1, seqlen_q=8, seqlen_k=8,
-                      heads=2, kv_heads=2, head_dim=6, head_dim_v=10, scale=0.5, causal=True, window=(3, -1))
+    yield flash_attn_sample("MHA, S_q = S_k", **common, batch=2, seqlen_q=5, seqlen_k=5, heads=2, kv_heads=2,
+                            head_dim=8)
+    yield flash_attn_sample("MHA, causal, S_q = S_k", **common, batch=2, seqlen_q=6, seqlen_k=6, heads=3, kv_heads=3,
+                            head_dim=8, causal=True)
+    yield flash_attn_sample("GQA 2, causal, S_q < S_k", **common, batch=2, seqlen_q=3, seqlen_k=7, heads=4, kv_heads=2,
+                            head_dim=8, causal=True)
+    yield flash_attn_sample("GQA 4, causal, S_q > S_k (empty rows)", **common, batch=1, seqlen_q=7, seqlen_k=3, heads=4,
+                            kv_heads=1, head_dim=8, causal=True)
+    yield flash_attn_sample("window left only", **common, batch=1, seqlen_q=9, seqlen_k=9, heads=2, kv_heads=1,
+                            head_dim=8, window=(2, -1))
+    yield flash_attn_sample("window left+right, S_q < S_k, d_v < d", **common, batch=2, seqlen_q=4, seqlen_k=9, heads=2,
+                            kv_heads=2, head_dim=8, head_dim_v=4, window=(2, 1))
+    yield flash_attn_sample("window right only, S_q > S_k (empty rows)", **common, batch=1, seqlen_q=6, seqlen_k=3,
+                            heads=4, kv_heads=2, head_dim=8, window=(-1, 1))
+    yield flash_attn_sample("causal + window left, scale=0.5, d_v > d", **common, batch=1, seqlen_q=8, seqlen_k=8,
+                            heads=2, kv_heads=2, head_dim=6, head_dim_v=10, scale=0.5, causal=True, window=(3, -1))
     if long:
-        yield _flash_attn("long: causal + window 300, S_q=260, S_k=600", **common, batch=1, seqlen_q=260,
-                          seqlen_k=600, heads=2, kv_heads=1, head_dim=8, causal=True, window=(300, -1))
+        yield flash_attn_sample("long: causal + window 300, S_q=260, S_k=600", **common, batch=1, seqlen_q=260,
+                                seqlen_k=600, heads=2, kv_heads=1, head_dim=8, causal=True, window=(300, -1))
 
 
 def rows_without_keys(sample: Sample) -> torch.Tensor:

@@ -4,7 +4,7 @@ test_mix_heads.py also run on CUDA.)"""
 
 import pytest
 import torch
-from samples import Sample, input_grads, to_float64
+from samples import Sample, input_grads, poison_cuda_allocator, to_float64
 from tolerances import assert_within_2x_pytorch_error
 
 import headmix
@@ -34,22 +34,16 @@ def run_reference(s):
     return reference.mix_heads(**s.kwargs)
 
 
-def poison_allocator():
-    """Fill freed blocks of the caching allocator with NaN so unwritten outputs show."""
-    junk = torch.full((64 << 20,), float("nan"), device="cuda")
-    del junk
-
-
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("head_dim,rotary_dim", [(64, 64), (128, 64), (256, 256), (128, None)])
 @pytest.mark.parametrize("heads_in,heads_out,pseudo", MIXES)
 def test_forward_and_backward_match_reference(dtype, head_dim, rotary_dim, heads_in, heads_out, pseudo):
     s = sample(dtype, heads_in, heads_out, pseudo, head_dim, rotary_dim, strided=head_dim == 128)
-    poison_allocator()
+    poison_cuda_allocator()
     out = run(s)
     assert out.isfinite().all(), "output has unwritten (NaN) elements"
     grad = torch.randn_like(out)
-    poison_allocator()
+    poison_cuda_allocator()
     actual = (out,) + input_grads(run, s, ("x", "w"), grad)
     assert all(t.isfinite().all() for t in actual[1:]), "gradient has unwritten (NaN) elements"
     baseline = (run_reference(s),) + input_grads(run_reference, s, ("x", "w"), grad)

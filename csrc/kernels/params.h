@@ -52,6 +52,53 @@ struct MixHeadsWeightGradParams {
 
 // ---- flash attention ----
 
+// Operands, sizes and mask shared by the attention forward and backward. Query row i sits at
+// key position i + S_k - S_q (bottom-right aligned) and sees key j iff
+// i + S_k - S_q - window_left <= j <= i + S_k - S_q + window_right (-1 = unbounded side).
+// Query head h reads kv head h / (H / H_kv). Operand pointers and strides are 16-byte aligned.
+struct FlashAttnParams {
+  const void* q;  // B x S_q x H x d, element type `dtype`, last dim contiguous
+  const void* k;  // B x S_k x H_kv x d, element type `dtype`, last dim contiguous
+  const void* v;  // B x S_k x H_kv x d, element type `dtype`, last dim contiguous
+  DType dtype;
+  int64_t batch;     // B
+  int64_t seqlen_q;  // S_q
+  int64_t seqlen_k;  // S_k
+  int64_t heads;     // H
+  int64_t kv_heads;  // H_kv
+  int64_t head_dim;  // d (= d_v)
+  int64_t q_batch_stride, q_row_stride, q_head_stride;  // elements
+  int64_t k_batch_stride, k_row_stride, k_head_stride;  // elements
+  int64_t v_batch_stride, v_row_stride, v_head_stride;  // elements
+  float scale;           // softmax scale on q.k
+  int64_t window_left;   // keys allowed before the aligned position; -1 = unbounded
+  int64_t window_right;  // keys allowed after it; -1 = unbounded, 0 = causal
+};
+
+struct FlashAttnFwdParams {
+  FlashAttnParams attn;
+  void* out;   // B x S_q x H x d, element type `dtype`, contiguous
+  float* lse;  // B x H x S_q, fp32, contiguous; natural log, -inf for rows without keys
+};
+
+// dq, dk, dv of flash attention. dk/dv of a kv head sum over its GQA group inside one CTA
+// (deterministic); dq is either accumulated with fp32 atomics into dq_accum (one pass) or,
+// when dq_accum is null, computed by a separate deterministic pass over key blocks.
+struct FlashAttnBwdParams {
+  FlashAttnParams attn;
+  const void* out;    // B x S_q x H x d, element type `dtype`, last dim contiguous
+  const void* dout;   // B x S_q x H x d, element type `dtype`, last dim contiguous
+  const float* lse;   // B x H x S_q, fp32, contiguous
+  const float* dlse;  // B x H x S_q, fp32, contiguous; nullptr = no gradient reaches lse
+  float* row_dot;     // B x H x S_q, fp32 workspace: D = rowsum(dout * out) - dlse
+  float* dq_accum;    // B x S_q x H x d, fp32 workspace, zeroed; nullptr = deterministic dq pass
+  void* dq;           // B x S_q x H x d, element type `dtype`, contiguous
+  void* dk;           // B x S_k x H_kv x d, element type `dtype`, contiguous
+  void* dv;           // B x S_k x H_kv x d, element type `dtype`, contiguous
+  int64_t out_batch_stride, out_row_stride, out_head_stride;    // elements
+  int64_t dout_batch_stride, dout_row_stride, dout_head_stride;  // elements
+};
+
 // ---- KV-cache decode and append ----
 
 }  // namespace headmix::kernels

@@ -1,0 +1,20 @@
+#pragma once
+// Launchers of the flash-attention kernels (torch-free; called by csrc/cuda/flash_attn.cpp).
+// The portable kernels take bf16/fp16, d = d_v in {64, 128}, and 16-byte aligned operands.
+#include <cuda_runtime.h>
+
+#include "params.h"
+
+namespace headmix::kernels {
+
+// True when the portable kernels cover this element type and head dim.
+bool flash_attn_portable_supports(DType dtype, int64_t head_dim);
+
+// Portable forward (sm_80 and later): out and lse.
+cudaError_t launch_flash_attn_fwd_portable(const FlashAttnFwdParams& params, cudaStream_t stream);
+
+// Portable backward: D = rowsum(dout * out) - dlse, then dk/dv (and dq through fp32 atomics
+// into dq_accum, or a deterministic dq pass when dq_accum is null), then dq in `dtype`.
+cudaError_t launch_flash_attn_bwd_portable(const FlashAttnBwdParams& params, cudaStream_t stream);
+
+}  // namespace headmix::kernels
