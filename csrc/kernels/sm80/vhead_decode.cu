@@ -1,0 +1,56 @@
+// Launchers of the portable vhead_decode: one split-kernel instantiation per (element type,
+// head dim, rows per CTA), then, with more than one split, the combine kernel. A 1-D grid of
+// (sequence, latent) x split x row tile, row tiles fastest, so the CTAs that stream the same
+// latent rows run side by side and all but the first find them in L2.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "sm80/vhead_decode_combine_kernel.cuh"
+#include "sm80/vhead_decode_kernel.cuh"
+#include "vhead_decode.h"
+
+namespace headmix::kernels {
+namespace {
+
+template <typename T, int kHeadDim, int kMTiles>
+cudaError_t launch_split(const VheadDecodeParams& p, cudaStream_t stream) {
+  const auto kernel = sm80::vhead_decode_kernel<T, kHeadDim, kMTiles>;
+  const int64_t smem = vhead_decode_smem_bytes(16 * kMTiles, p.latent_heads, kHeadDim);
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  if (err != cudaSuccess) return err;
+  const int64_t ctas = p.batch * p.latent_groups * p.num_splits * p.row_tiles;
+  kernel<<<unsigned(ctas), VheadDecodeTiles::kWarps * 32, smem, stream>>>(p);
+  if ((err = cudaGetLastError()) != cudaSuccess || p.num_splits == 1) return err;
+  const int64_t rows = p.batch * p.heads * p.seqlen_q;
+  const unsigned combine_ctas = unsigned((rows + sm80::kCombineWarps - 1) / sm80::kCombineWarps);
+  sm80::vhead_decode_combine_kernel<T, kHeadDim><<<combine_ctas, sm80::kCombineWarps * 32, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+template <typename T, int kHeadDim>
+cudaError_t launch_rows(const VheadDecodeParams& p, cudaStream_t stream) {
+  return p.rows_per_cta == 32 ? launch_split<T, kHeadDim, 2>(p, stream) : launch_split<T, kHeadDim, 1>(p, stream);
+}
+
+template <typename T>
+cudaError_t launch_typed(const VheadDecodeParams& p, cudaStream_t stream) {
+  switch (p.head_dim) {
+    case 64: return launch_rows<T, 64>(p, stream);
+    case 128: return launch_rows<T, 128>(p, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace
+
+cudaError_t launch_vhead_decode_portable(const VheadDecodeParams& p, cudaStream_t stream) {
+  if (p.batch * p.heads * p.seqlen_q == 0) return cudaSuccess;
+  switch (p.dtype) {
+    case DType::kBFloat16: return launch_typed<__nv_bfloat16>(p, stream);
+    case DType::kFloat16: return launch_typed<__half>(p, stream);
+    case DType::kFloat32: break;  // the binding sends float32 to its ATen path
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace headmix::kernels
