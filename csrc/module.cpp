@@ -1,8 +1,11 @@
 // headmix._C: loading it registers the ops (TORCH_LIBRARY in registration.cpp); the Python
-// module itself only reports how this build was configured.
+// module itself reports how this build was configured and exposes the CUDA decode plan, so
+// headmix.vhead_decode_workspace_size sizes workspaces with the launcher's own arithmetic.
 #include <pybind11/pybind11.h>
 
 #include <string>
+
+#include "kernels/vhead_decode_plan.h"
 
 namespace {
 
@@ -32,4 +35,20 @@ PYBIND11_MODULE(_C, m) {
   info["cuda_version"] = std::string(HEADMIX_BUILD_CUDA_VERSION);
   info["cutlass_version"] = std::string(HEADMIX_BUILD_CUTLASS_VERSION);
   m.attr("build_info") = info;
+  m.def(
+      "vhead_decode_plan",
+      [](int64_t batch, int64_t seqlen_q, int64_t heads, int64_t latent_groups, int64_t latent_heads,
+         int64_t head_dim, int64_t capacity, int num_sms, int64_t max_smem) {
+        const auto plan = headmix::kernels::plan_vhead_decode(
+            {batch, seqlen_q, heads, latent_groups, latent_heads, head_dim, capacity}, num_sms, max_smem);
+        pybind11::dict d;
+        d["rows_per_cta"] = plan.rows_per_cta;
+        d["row_tiles"] = plan.row_tiles;
+        d["num_splits"] = plan.num_splits;
+        d["smem_bytes"] = plan.smem_bytes;
+        d["workspace_floats"] = plan.workspace_floats;
+        return d;
+      },
+      "The CUDA vhead_decode plan (kernels/vhead_decode_plan.h) for these shapes on a GPU with num_sms SMs "
+      "and max_smem bytes of opt-in shared memory per block.");
 }

@@ -1,6 +1,6 @@
 #pragma once
 // Row addressing of contiguous [B, T_max, H', d] and paged [num_blocks, block_size, H', d]
-// KV caches on the host.
+// KV caches with ATen ops (any device), and the rebuild of composite heads from virtual ones.
 #include <ATen/ATen.h>
 
 #include <array>
@@ -17,6 +17,14 @@ inline at::Tensor cache_rows(const at::Tensor& cache, const std::optional<at::Te
   const int64_t blocks = (length + block_size - 1) / block_size;
   const auto pages = (*block_table)[b].narrow(0, 0, blocks).to(at::kLong);
   return cache.index_select(0, pages).flatten(0, 1).narrow(0, 0, length);
+}
+
+// Composite heads rebuilt from cached (virtual) heads, K_g(t) = sum_j w[j, g] * K'(t, j):
+// [T, H', d] x [H', H_kv] -> [T, H_kv, d] in `acc`; the rows themselves without w.
+inline at::Tensor rebuild_heads(const at::Tensor& rows, const std::optional<at::Tensor>& w,
+                                at::ScalarType acc) {
+  if (!w) return rows;
+  return at::einsum("tjd,jg->tgd", {rows.to(acc), w->to(acc)});
 }
 
 // Index tensors addressing cache rows `rows` [B, S] (row r of sequence b): {batch, row} for a

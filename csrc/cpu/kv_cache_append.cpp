@@ -1,22 +1,23 @@
-// CPU kv_cache_append: checks every row, page and RoPE position first (a rejected append leaves
-// the cache untouched), rotates the new keys at their positions, then scatters K and V rows
-// into the contiguous or paged cache in place.
+// kv_cache_append with ATen ops: checks every row, page and RoPE position first (a rejected
+// append leaves the cache untouched), rotates the new keys at their positions, then scatters K
+// and V rows into the contiguous or paged cache in place. Registered for CPU; the CUDA binding
+// runs it for float64.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
 #include "checks.h"
 #include "cpu/kv_cache.h"
+#include "cpu/kv_cache_append.h"
 #include "cpu/rope.h"
 #include "registration.h"
 
 namespace headmix::cpu {
-namespace {
 
-void kv_cache_append(const at::Tensor& k_new, const at::Tensor& v_new, at::Tensor& k_cache,
-                     at::Tensor& v_cache, const at::Tensor& cache_seqlens,
-                     const std::optional<at::Tensor>& block_table,
-                     const std::optional<at::Tensor>& cos, const std::optional<at::Tensor>& sin,
-                     const std::optional<at::Tensor>& pos) {
+void kv_cache_append_aten(const at::Tensor& k_new, const at::Tensor& v_new, at::Tensor& k_cache,
+                          at::Tensor& v_cache, const at::Tensor& cache_seqlens,
+                          const std::optional<at::Tensor>& block_table,
+                          const std::optional<at::Tensor>& cos, const std::optional<at::Tensor>& sin,
+                          const std::optional<at::Tensor>& pos) {
   const auto dims = check_kv_cache_append(k_new, v_new, k_cache, v_cache, cache_seqlens,
                                           block_table, cos, sin, pos);
   const int64_t new_rows = k_new.size(1);
@@ -39,8 +40,6 @@ void kv_cache_append(const at::Tensor& k_new, const at::Tensor& v_new, at::Tenso
   v_cache.index_put_({index[0], index[1]}, v_new);
 }
 
-}  // namespace
-
-TORCH_LIBRARY_IMPL(HEADMIX_NAMESPACE, CPU, m) { m.impl("kv_cache_append", &kv_cache_append); }
+TORCH_LIBRARY_IMPL(HEADMIX_NAMESPACE, CPU, m) { m.impl("kv_cache_append", &kv_cache_append_aten); }
 
 }  // namespace headmix::cpu

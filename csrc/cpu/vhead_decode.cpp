@@ -15,18 +15,12 @@
 namespace headmix::cpu {
 namespace {
 
-// K_g(t) = sum_j w[j, g] * K'(t, j): [T, H', d] x [H', H_kv] -> [T, H_kv, d].
-at::Tensor rebuild_heads(const at::Tensor& rows, const std::optional<at::Tensor>& w,
-                         at::ScalarType acc) {
-  if (!w) return rows;
-  return at::einsum("tjd,jg->tgd", {rows.to(acc), w->to(acc)});
-}
-
 std::tuple<at::Tensor, at::Tensor> vhead_decode(
     const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
     const at::Tensor& cache_seqlens, const std::optional<at::Tensor>& w_k,
     const std::optional<at::Tensor>& w_v, const std::optional<at::Tensor>& block_table,
-    std::optional<double> scale, bool causal, int64_t window_left) {
+    std::optional<double> scale, bool causal, int64_t window_left,
+    const std::optional<at::Tensor>& /*workspace: scratch of the CUDA kernels*/) {
   const auto dims = check_vhead_decode(q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table,
                                        window_left);
   check_cache_ranges(dims, cache_seqlens, block_table, k_cache.size(0), 0, std::nullopt,

@@ -13,6 +13,7 @@ from .ops import (
     kv_cache_append,
     mix_heads,
     vhead_decode,
+    vhead_decode_workspace_size,
 )
 from .rope import rope_tables
 
@@ -26,4 +27,5 @@ __all__ = [
     "mix_heads",
     "rope_tables",
     "vhead_decode",
+    "vhead_decode_workspace_size",
 ]

@@ -111,6 +111,17 @@ def decode_shapes(q, k_cache, v_cache, cache_seqlens, w_k=None, w_v=None, block_
     return (batch, seqlen_q, heads, v_cache.shape[3]), (batch, heads, seqlen_q)
 
 
+def decode_plan_shape(q, k_cache, w_k=None, block_table=None) -> tuple[int, ...]:
+    """(batch, S_q, H, latent_groups, latent_heads, d, capacity) of a decode call, as the CUDA
+    kernel plans it: with w_k all query heads share one latent of the H' cache heads, without
+    it each of the H' cache heads is the latent of its GQA group."""
+    cache_heads = k_cache.shape[2]
+    capacity = block_table.shape[1] * k_cache.shape[1] if block_table is not None else k_cache.shape[1]
+    latent_groups, latent_heads = (1, cache_heads) if w_k is not None else (cache_heads, 1)
+    batch, seqlen_q, heads, head_dim = q.shape
+    return (batch, seqlen_q, heads, latent_groups, latent_heads, head_dim, capacity)
+
+
 def append_checks(k_new, v_new, k_cache, v_cache, cache_seqlens, block_table=None) -> None:
     """New rows [B, S_new, H', d(_v)] must match the cache's heads and head dims."""
     _require_rank(k_new, "k_new", 4, "[B, S_new, H', d]")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _shapes
+from . import _C, _shapes
 
 _ops = torch.ops.headmix
 
@@ -151,6 +151,7 @@ def vhead_decode(
     causal=True,
     window_left=-1,
     return_lse=False,
+    workspace=None,
 ):
     """Decode q [B, S_q, H, d] against a KV cache of H' (virtual) heads. Inference only.
 
@@ -159,36 +160,61 @@ def vhead_decode(
     row beyond is read. With w_k, w_v [H', H_kv] the kv heads are K_g = sum_j w_k[j, g] K'_j
     (MEA-compressed cache); without them the cache heads are the kv heads (plain GQA decode,
     also IHA decode with S_q = P). Queries are bottom-right aligned like ``flash_attn``.
+
+    ``workspace``: float32 scratch of at least ``vhead_decode_workspace_size(...)`` elements
+    that the CUDA kernels overwrite (split-KV partial results). Passing one keeps the call free
+    of allocations besides its outputs; without it the CUDA op allocates its own.
     """
     out, lse = _ops.vhead_decode(
-        q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table, scale, causal, window_left
+        q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table, scale, causal, window_left, workspace
     )
     return (out, lse) if return_lse else out
 
 
+def vhead_decode_workspace_size(q, k_cache, *, w_k=None, block_table=None) -> int:
+    """Float32 elements of the ``workspace`` a CUDA ``vhead_decode`` of these shapes uses.
+
+    It depends on shapes and the GPU only (the key splits are planned for the cache capacity,
+    not for the current lengths), so one workspace serves every decode step of a cache, and
+    every layer of the same shapes. 0 on CPU and when the plan needs no split.
+    """
+    if q.device.type != "cuda":
+        return 0
+    props = torch.cuda.get_device_properties(q.device)
+    plan = _C.vhead_decode_plan(*_shapes.decode_plan_shape(q, k_cache, w_k, block_table),
+                                props.multi_processor_count, props.shared_memory_per_block_optin)
+    return plan["workspace_floats"]
+
+
 @torch.library.register_fake("headmix::vhead_decode")
 def _vhead_decode_fake(q, k_cache, v_cache, cache_seqlens, w_k=None, w_v=None, block_table=None,
-                       scale=None, causal=True, window_left=-1):
+                       scale=None, causal=True, window_left=-1, workspace=None):
     out_shape, lse_shape = _shapes.decode_shapes(q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table)
     return q.new_empty(out_shape), q.new_empty(lse_shape, dtype=_shapes.lse_dtype(q.dtype))
 
 
-def _vhead_decode_setup_context(ctx, inputs, output):
-    names = ("q", "k_cache", "v_cache", "cache_seqlens", "w_k", "w_v")
-    needing = [name for name, t in zip(names, inputs) if isinstance(t, torch.Tensor) and t.requires_grad]
-    raise RuntimeError(
-        f"headmix.vhead_decode is inference only, but gradients are required for {', '.join(needing)}: "
-        "call it under torch.no_grad() / torch.inference_mode(), or use flash_attn for training"
-    )
+# The op mutates its workspace, so torch.library.register_autograd (functional ops only) does
+# not apply: an Autograd kernel refuses inputs that require grad and redispatches otherwise.
+_autograd_lib = torch.library.Library("headmix", "IMPL")
 
 
-def _vhead_decode_grad(ctx, dout, dlse):  # unreachable: setup_context refuses first
-    raise RuntimeError("headmix.vhead_decode has no backward")
+def _vhead_decode_autograd(keyset, q, k_cache, v_cache, cache_seqlens, w_k=None, w_v=None, block_table=None,
+                           scale=None, causal=True, window_left=-1, workspace=None):
+    inputs = dict(q=q, k_cache=k_cache, v_cache=v_cache, cache_seqlens=cache_seqlens, w_k=w_k, w_v=w_v)
+    needing = [name for name, t in inputs.items() if isinstance(t, torch.Tensor) and t.requires_grad]
+    if needing and torch.is_grad_enabled():
+        raise RuntimeError(
+            f"headmix.vhead_decode is inference only, but gradients are required for {', '.join(needing)}: "
+            "call it under torch.no_grad() / torch.inference_mode(), or use flash_attn for training"
+        )
+    with torch._C._AutoDispatchBelowAutograd():
+        return _ops.vhead_decode.default.redispatch(
+            keyset & torch._C._after_autograd_keyset, q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table,
+            scale, causal, window_left, workspace
+        )
 
 
-torch.library.register_autograd(
-    "headmix::vhead_decode", _vhead_decode_grad, setup_context=_vhead_decode_setup_context
-)
+_autograd_lib.impl("vhead_decode", _vhead_decode_autograd, "Autograd", with_keyset=True)
 
 
 def kv_cache_append(k_new, v_new, k_cache, v_cache, cache_seqlens, *, block_table=None, cos=None, sin=None):

@@ -1,0 +1,167 @@
+// CUDA binding of vhead_decode: checks -> plan -> Params -> current stream -> launcher.
+//
+// No host sync, so a decode step can be captured in a CUDA graph and replayed as lengths grow:
+// shapes are checked here, while cache_seqlens and the block table are read only by the kernel,
+// which answers NaN (out and lse) for a sequence longer than the cache or with a page id out of
+// range, a loud answer where a host check would cost a sync per layer per step.
+// HEADMIX_CACHE_RANGE_CHECKS=1 adds the host check and its clear error (cuda/cache_checks.h).
+// The key splits are planned from shapes and the SM count alone (kernels/vhead_decode_plan.h),
+// so a captured graph stays valid for any lengths up to the capacity.
+//
+// Workspace: with more than one split the kernel writes fp32 partial results to `workspace`
+// (headmix.vhead_decode_workspace_size elements). When none is passed it is allocated here from
+// the caching allocator, which also works under graph capture (the graph's private pool keeps
+// it); passing one, as KVCache does, keeps the call free of allocations besides its outputs and
+// lets layers share the scratch.
+//
+// What the kernel does not cover (float32/float64, d not in {64, 128}, d_v != d, unaligned or
+// unlike-strided caches, too many latent heads for shared memory) runs cuda/decode_aten.cpp,
+// which reads and checks the lengths on the host.
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "checks.h"
+#include "cuda/cache_checks.h"
+#include "cuda/decode_aten.h"
+#include "cuda/device.h"
+#include "kernels/vhead_decode.h"
+#include "registration.h"
+
+namespace headmix::cuda {
+namespace {
+
+// 16-byte aligned base and row/head strides (the kernel moves 8-element chunks).
+bool rows_aligned(const at::Tensor& t) {
+  if (reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 != 0) return false;
+  for (int64_t i = 0; i + 1 < t.dim(); ++i) {
+    if (t.stride(i) % 8 != 0) return false;
+  }
+  return true;
+}
+
+// The kernel addresses cache rows in 32-bit counts of 16-byte chunks.
+bool chunk_addressable(const at::Tensor& cache) {
+  int64_t last = 0;
+  for (int64_t i = 0; i < cache.dim(); ++i) last += (cache.size(i) - 1) * cache.stride(i);
+  return last / 8 < int64_t(UINT32_MAX);
+}
+
+bool kernel_covers(const DecodeDims& dims, const at::Tensor& q, const at::Tensor& k_cache,
+                   const at::Tensor& v_cache, const kernels::VheadDecodePlan& plan, int64_t max_smem) {
+  const auto dtype = q.scalar_type();
+  return (dtype == at::kBFloat16 || dtype == at::kHalf) && (dims.head_dim == 64 || dims.head_dim == 128) &&
+         dims.head_dim_v == dims.head_dim && dims.capacity < INT32_MAX / 2 &&
+         k_cache.strides() == v_cache.strides() && rows_aligned(q) &&
+         rows_aligned(k_cache) && rows_aligned(v_cache) && chunk_addressable(k_cache) &&
+         plan.smem_bytes <= max_smem;
+}
+
+// The caller's workspace after checking it, or a fresh one.
+at::Tensor workspace_for(const kernels::VheadDecodePlan& plan, const std::optional<at::Tensor>& given,
+                         const at::Tensor& q) {
+  if (!given) return at::empty({plan.workspace_floats}, q.options().dtype(at::kFloat));
+  TORCH_CHECK(given->scalar_type() == at::kFloat, "workspace must be float32, got ", given->scalar_type());
+  TORCH_CHECK(given->device() == q.device(), "workspace must be on the device of q (", q.device(), "), got ",
+              given->device());
+  TORCH_CHECK(given->is_contiguous() && reinterpret_cast<uintptr_t>(given->data_ptr()) % 16 == 0,
+              "workspace must be contiguous and 16-byte aligned");
+  TORCH_CHECK(given->numel() >= plan.workspace_floats, "workspace must hold at least ", plan.workspace_floats,
+              " float32 elements for these shapes (headmix.vhead_decode_workspace_size), got ", given->numel());
+  return *given;
+}
+
+std::tuple<at::Tensor, at::Tensor> vhead_decode(
+    const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
+    const at::Tensor& cache_seqlens, const std::optional<at::Tensor>& w_k,
+    const std::optional<at::Tensor>& w_v, const std::optional<at::Tensor>& block_table,
+    std::optional<double> scale, bool causal, int64_t window_left,
+    const std::optional<at::Tensor>& workspace) {
+  const auto dims = check_vhead_decode(q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table,
+                                       window_left);
+  const c10::cuda::CUDAGuard device_guard(q.device());
+  const double softmax_scale = scale ? *scale : 1.0 / std::sqrt(double(dims.head_dim));
+  const auto* props = at::cuda::getDeviceProperties(q.device().index());
+  const int64_t max_smem = int64_t(props->sharedMemPerBlockOptin);
+  const bool mixed = w_k.has_value();
+  // With w_k/w_v all query heads share one latent of the H' cache heads; without, each cache
+  // head is the latent of its GQA group.
+  const kernels::VheadDecodeShape shape{dims.batch, dims.seqlen_q, dims.heads,
+                                        mixed ? 1 : dims.cache_heads, mixed ? dims.cache_heads : 1,
+                                        dims.head_dim, dims.capacity};
+  const auto plan = kernels::plan_vhead_decode(shape, props->multiProcessorCount, max_smem);
+  if (!kernel_covers(dims, q, k_cache, v_cache, plan, max_smem)) {
+    return vhead_decode_aten(dims, q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table, softmax_scale,
+                             causal, window_left);
+  }
+  require_kernel_arch(q.device(), "vhead_decode");
+  if (host_range_checks(CacheOp::kDecode)) {
+    check_cache_ranges(dims, cache_seqlens, block_table, k_cache.size(0), 0, std::nullopt, std::nullopt);
+  }
+  auto out = at::empty({dims.batch, dims.seqlen_q, dims.heads, dims.head_dim}, q.options());
+  auto lse = at::empty({dims.batch, dims.heads, dims.seqlen_q}, q.options().dtype(at::kFloat));
+  const at::Tensor scratch = plan.workspace_floats > 0 ? workspace_for(plan, workspace, q) : at::Tensor();
+  // w_k/w_v as the kernel reads them: contiguous, both in q's dtype or both float32.
+  at::Tensor wk, wv;
+  const bool w_fp32 = mixed && (w_k->scalar_type() == at::kFloat || w_v->scalar_type() == at::kFloat);
+  if (mixed) {
+    const auto w_dtype = w_fp32 ? at::kFloat : q.scalar_type();
+    wk = w_k->to(w_dtype).contiguous();
+    wv = w_v->to(w_dtype).contiguous();
+  }
+  const auto table = block_table ? block_table->contiguous() : at::Tensor();
+
+  kernels::VheadDecodeParams p{};
+  p.q = q.data_ptr();
+  p.k_cache = k_cache.data_ptr();
+  p.v_cache = v_cache.data_ptr();
+  p.cache_seqlens = cache_seqlens.data_ptr<int>();
+  p.w_k = mixed ? wk.data_ptr() : nullptr;
+  p.w_v = mixed ? wv.data_ptr() : nullptr;
+  p.out = out.data_ptr();
+  p.lse = lse.data_ptr<float>();
+  if (scratch.defined()) {
+    const int64_t partial_rows = plan.num_splits * dims.batch * dims.heads * dims.seqlen_q;
+    p.partial_out = scratch.data_ptr<float>();
+    p.partial_lse = p.partial_out + partial_rows * dims.head_dim;
+  }
+  p.dtype = kernel_dtype(q.scalar_type());
+  p.w_fp32 = w_fp32;
+  p.batch = dims.batch;
+  p.seqlen_q = dims.seqlen_q;
+  p.heads = dims.heads;
+  p.kv_heads = dims.kv_heads;
+  p.cache_heads = dims.cache_heads;
+  p.head_dim = dims.head_dim;
+  p.latent_groups = shape.latent_groups;
+  p.latent_heads = shape.latent_heads;
+  p.q_batch_stride = q.stride(0);
+  p.q_row_stride = q.stride(1);
+  p.q_head_stride = q.stride(2);
+  p.cache_batch_stride = k_cache.stride(0);
+  p.cache_row_stride = k_cache.stride(1);
+  p.cache_head_stride = k_cache.stride(2);
+  p.seqlens_stride = cache_seqlens.stride(0);
+  p.layout.block_table = block_table ? table.data_ptr<int>() : nullptr;
+  p.layout.table_stride = block_table ? table.stride(0) : 0;
+  p.layout.block_size = dims.block_size;
+  p.layout.num_blocks = k_cache.size(0);
+  p.layout.capacity = dims.capacity;
+  p.scale = float(softmax_scale);
+  p.causal = causal;
+  p.window_left = window_left >= dims.capacity ? -1 : window_left;  // as wide as the cache: no limit
+  p.rows_per_cta = plan.rows_per_cta;
+  p.row_tiles = plan.row_tiles;
+  p.num_splits = plan.num_splits;
+  C10_CUDA_CHECK(kernels::launch_vhead_decode_portable(p, at::cuda::getCurrentCUDAStream()));
+  return {out, lse};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(HEADMIX_NAMESPACE, CUDA, m) { m.impl("vhead_decode", &vhead_decode); }
+
+}  // namespace headmix::cuda
