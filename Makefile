@@ -20,8 +20,11 @@ test: $(STAMP)
 	$(PY) -m pytest tests -q
 
 # Compiles every torch-free kernel for sm_90a and sm_100a; fails on errors, spills, stack
-# frames or ptxas warning C7510. Needs only nvcc and the CUTLASS headers.
+# frames, ptxas warning C7510, or a tensor-core kernel without matrix instructions in its
+# SASS. Needs only nvcc, the CUTLASS headers and the cuobjdump/nvdisasm wheels.
 check-cuda: $(STAMP)
+	$(PY) -c "import nvidia.cu13" 2>/dev/null && [ -n "$$(ls $(VENV)/lib/python*/site-packages/nvidia/cu*/bin/nvdisasm 2>/dev/null)" ] \
+	  || $(PY) -m pip install -q nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) tools/check_cuda.py
 
 wheel: $(STAMP)

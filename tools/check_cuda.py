@@ -3,7 +3,9 @@
 Builds the ``headmix_kernels`` CMake target alone (HEADMIX_KERNELS_ONLY=ON) for every arch in
 HEADMIX_CUDA_ARCHS (default sm_90a and sm_100a) with -DNDEBUG and the ptxas resource report,
 keeps the report in build/check-cuda/resource-usage.txt, and fails on a compile error, a
-register spill, a stack frame, or ptxas warning C7510 (wgmma serialised).
+register spill, a stack frame, or ptxas warning C7510 (wgmma serialised). Kernels meant to
+use tensor cores must show the matrix instruction in their SASS for every arch (cuobjdump and
+nvdisasm come from the nvidia-cuda-cuobjdump / nvidia-cuda-nvdisasm wheels).
 
 It also compiles the torch bindings (csrc/cuda/*.cpp) for syntax and types against the
 installed torch's CUDA headers, which a CPU wheel ships. The cuBLAS/cuSPARSE/cuSOLVER headers
@@ -17,6 +19,7 @@ import os
 import re
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +51,48 @@ def build() -> str:
         print(log)
         sys.exit(f"check-cuda: the kernels do not compile (log: {REPORT})")
     return log
+
+
+# Kernels meant to run on tensor cores (a substring of the mangled name) and the SASS opcodes
+# any one of which proves it: HMMA (mma.sync), HGMMA (wgmma), UTC*MMA (tcgen05).
+TENSOR_CORE_KERNELS = {
+    "flash_fwd_kernel": {"HMMA", "HGMMA", "UTCHMMA", "UTCQMMA"},
+}
+SASS_LINE = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)")
+
+
+def sass_opcodes(library: Path) -> dict[tuple[str, str], set[str]]:
+    """{(arch, function): opcodes} from the SASS of every kernel in the library."""
+    bin_dir = next(Path(sysconfig.get_paths()["purelib"]).glob("nvidia/cu*/bin"), None)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}" if bin_dir else os.environ["PATH"])
+    result = subprocess.run(["cuobjdump", "-sass", str(library)], capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        sys.exit(f"check-cuda: cuobjdump failed (pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm):\n{result.stderr}")
+    found: dict[tuple[str, str], set[str]] = {}
+    arch, function = "?", None
+    for line in result.stdout.splitlines():
+        if line.strip().startswith("code for sm_"):
+            arch = line.split()[-1]
+        elif "Function :" in line:
+            function = line.split("Function :")[1].strip()
+            found[(arch, function)] = set()
+        elif function and (m := SASS_LINE.search(line)):
+            found[(arch, function)].add(m.group(1))
+    return found
+
+
+def check_tensor_cores() -> None:
+    opcodes = sass_opcodes(BUILD / "libheadmix_kernels.a")
+    archs = {arch for arch, _ in opcodes}
+    for pattern, wanted in TENSOR_CORE_KERNELS.items():
+        for arch in sorted(archs):
+            kernels = [(f, ops) for (a, f), ops in opcodes.items() if a == arch and pattern in f]
+            if not kernels:
+                sys.exit(f"check-cuda: no {pattern} kernel in the {arch} SASS")
+            for function, ops in kernels:
+                if not ops & wanted:
+                    sys.exit(f"check-cuda: {arch} {function} uses no tensor-core instruction ({sorted(wanted)})")
+        print(f"check-cuda: {pattern}: tensor-core instructions in the SASS for {', '.join(sorted(archs))}")
 
 
 # Opaque types that torch's CUDA context headers name; enough for -fsyntax-only.
@@ -111,6 +156,7 @@ def main() -> None:
         print("\n".join(found))
         sys.exit("check-cuda: FAILED (spills, stack frames or C7510)")
     print("check-cuda: OK (no spills, no stack frames, no C7510)")
+    check_tensor_cores()
     check_bindings()
 
 
