@@ -23,8 +23,8 @@ test: $(STAMP)
 # frames, ptxas warning C7510, or a tensor-core kernel without matrix instructions in its
 # SASS. Needs only nvcc, the CUTLASS headers and the cuobjdump/nvdisasm wheels.
 check-cuda: $(STAMP)
-	$(PY) -c "import nvidia.cu13" 2>/dev/null && [ -n "$$(ls $(VENV)/lib/python*/site-packages/nvidia/cu*/bin/nvdisasm 2>/dev/null)" ] \
-	  || $(PY) -m pip install -q nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm
+	ls $(VENV)/lib/python*/site-packages/nvidia/cu*/bin/cuobjdump $(VENV)/lib/python*/site-packages/nvidia/cu*/bin/nvdisasm \
+	  >/dev/null 2>&1 || $(PY) -m pip install -q nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) tools/check_cuda.py
 
 wheel: $(STAMP)
