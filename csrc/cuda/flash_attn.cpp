@@ -30,11 +30,13 @@ void check_portable(const AttnDims& dims, const at::Tensor& q, const at::Tensor&
               ", S_k = ", dims.seqlen_k);
 }
 
-// The kernels move 16-byte vectors: the base pointer and every stride of a dim that is
-// actually stepped must be 16-byte aligned, otherwise the tensor is copied (contiguous).
-at::Tensor aligned_operand(const at::Tensor& t) {
+// The kernels move 16-byte vectors of `dtype` along a contiguous last dim: the base pointer
+// and every stride of a dim that is actually stepped must be 16-byte aligned, otherwise the
+// tensor is copied (contiguous).
+at::Tensor aligned_operand(const at::Tensor& t, at::ScalarType dtype) {
+  if (t.scalar_type() != dtype) return t.to(dtype).contiguous();
   const int64_t vec = 16 / t.element_size();
-  bool aligned = reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+  bool aligned = reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 && t.stride(3) == 1;
   for (int64_t d = 0; d < 3; ++d) aligned = aligned && (t.size(d) <= 1 || t.stride(d) % vec == 0);
   return aligned ? t : t.clone(at::MemoryFormat::Contiguous);
 }
@@ -80,7 +82,8 @@ std::tuple<at::Tensor, at::Tensor> flash_attn_fwd(const at::Tensor& q_in, const 
   check_portable(dims, q_in, v_in, "flash_attn_fwd");
   const c10::cuda::CUDAGuard device_guard(q_in.device());
   require_kernel_arch(q_in.device(), "flash_attn_fwd");
-  const auto q = aligned_operand(q_in), k = aligned_operand(k_in), v = aligned_operand(v_in);
+  const auto dtype = q_in.scalar_type();
+  const auto q = aligned_operand(q_in, dtype), k = aligned_operand(k_in, dtype), v = aligned_operand(v_in, dtype);
   auto out = at::empty({dims.batch, dims.seqlen_q, dims.heads, dims.head_dim}, q.options());
   auto lse = at::empty({dims.batch, dims.heads, dims.seqlen_q}, q.options().dtype(at::kFloat));
   kernels::FlashAttnFwdParams p{};
@@ -91,10 +94,55 @@ std::tuple<at::Tensor, at::Tensor> flash_attn_fwd(const at::Tensor& q_in, const 
   return {out, lse};
 }
 
+// dq accumulates in fp32 with atomics unless torch.use_deterministic_algorithms(True) asks for
+// bitwise-reproducible gradients, which a separate dq pass over the key tiles gives.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> flash_attn_bwd(
+    const at::Tensor& dout_in, const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
+    const at::Tensor& out_in, const at::Tensor& lse_in, const std::optional<at::Tensor>& dlse_in,
+    std::optional<double> scale, bool causal, int64_t window_left, int64_t window_right) {
+  const auto dims = check_flash_attn(q_in, k_in, v_in, window_left, window_right);
+  check_flash_attn_bwd(dims, dout_in, out_in, lse_in, dlse_in);
+  check_portable(dims, q_in, v_in, "flash_attn_bwd");
+  const c10::cuda::CUDAGuard device_guard(q_in.device());
+  require_kernel_arch(q_in.device(), "flash_attn_bwd");
+  const auto dtype = q_in.scalar_type();
+  const auto q = aligned_operand(q_in, dtype), k = aligned_operand(k_in, dtype), v = aligned_operand(v_in, dtype);
+  const auto out = aligned_operand(out_in, dtype), dout = aligned_operand(dout_in, dtype);
+  const auto lse = lse_in.to(at::kFloat).contiguous();
+  const auto dlse = dlse_in ? dlse_in->to(at::kFloat).contiguous() : at::Tensor();
+  const auto f32 = q.options().dtype(at::kFloat);
+  auto row_dot = at::empty({dims.batch, dims.heads, dims.seqlen_q}, f32);
+  const bool deterministic = at::globalContext().deterministicAlgorithms();
+  auto dq_accum = deterministic ? at::Tensor() : at::zeros({dims.batch, dims.seqlen_q, dims.heads, dims.head_dim}, f32);
+  auto dq = at::empty({dims.batch, dims.seqlen_q, dims.heads, dims.head_dim}, q.options());
+  auto dk = at::empty({dims.batch, dims.seqlen_k, dims.kv_heads, dims.head_dim}, q.options());
+  auto dv = at::empty({dims.batch, dims.seqlen_k, dims.kv_heads, dims.head_dim}, q.options());
+  kernels::FlashAttnBwdParams p{};
+  p.attn = attn_params(dims, q, k, v, scale, causal, window_left, window_right);
+  p.out = out.data_ptr();
+  p.dout = dout.data_ptr();
+  p.lse = lse.data_ptr<float>();
+  p.dlse = dlse.defined() ? dlse.data_ptr<float>() : nullptr;
+  p.row_dot = row_dot.data_ptr<float>();
+  p.dq_accum = deterministic ? nullptr : dq_accum.data_ptr<float>();
+  p.dq = dq.data_ptr();
+  p.dk = dk.data_ptr();
+  p.dv = dv.data_ptr();
+  p.out_batch_stride = out.stride(0);
+  p.out_row_stride = out.stride(1);
+  p.out_head_stride = out.stride(2);
+  p.dout_batch_stride = dout.stride(0);
+  p.dout_row_stride = dout.stride(1);
+  p.dout_head_stride = dout.stride(2);
+  C10_CUDA_CHECK(kernels::launch_flash_attn_bwd_portable(p, at::cuda::getCurrentCUDAStream()));
+  return {dq, dk, dv};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(HEADMIX_NAMESPACE, CUDA, m) {
   m.impl("flash_attn_fwd", &flash_attn_fwd);
+  m.impl("flash_attn_bwd", &flash_attn_bwd);
 }
 
 }  // namespace headmix::cuda

@@ -1,6 +1,6 @@
 #pragma once
 // Tile configuration shared by the portable flash-attention kernels: the mma.sync atom of the
-// element type, a tiled MMA of `kWarps` warps stacked along M, 128-byte-swizzled shared
+// element type, a tiled MMA of kWarpsM x kWarpsN warps, 128-byte-swizzled shared
 // layouts (conflict-free for 16-byte cp.async writes and ldmatrix reads), and the copies
 // between global, shared and registers. Every (rows x d) tile is a stack of 8 x 64 swizzle
 // atoms, so d must be a multiple of 64.
@@ -24,33 +24,34 @@ template <typename Element>
 using MmaAtom = std::conditional_t<std::is_same_v<Element, cutlass::bfloat16_t>,
                                    SM80_16x8x16_F32BF16BF16F32_TN, SM80_16x8x16_F32F16F16F32_TN>;
 
-template <typename Element_, int kHeadDim_, int kWarps_>
+template <typename Element_, int kHeadDim_, int kWarpsM, int kWarpsN>
 struct FlashConfig {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kWarps = kWarps_;
-  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int kThreads = 32 * kWarpsM * kWarpsN;
   static_assert(kHeadDim % 64 == 0, "tiles are stacks of 64-column swizzle atoms");
 
-  // Warps stacked along M, each owning 16-row slabs; N and K tiles of 16 let one ldmatrix.x4
-  // feed two 16x8x16 MMAs.
-  using TiledMma = TiledMMA<MMA_Atom<MmaAtom<Element>>, Layout<Shape<Int<kWarps>, _1, _1>>,
-                            Tile<Int<16 * kWarps>, _16, _16>>;
+  // Each warp owns 16-row slabs of M and 16-column slabs of N, so one ldmatrix.x4 feeds two
+  // 16x8x16 MMAs with B.
+  using TiledMma = TiledMMA<MMA_Atom<MmaAtom<Element>>, Layout<Shape<Int<kWarpsM>, Int<kWarpsN>, _1>>,
+                            Tile<Int<16 * kWarpsM>, Int<16 * kWarpsN>, _16>>;
 
   // 8 rows x 64 columns (128 bytes): Swizzle<3,3,3> spreads the 8 16-byte chunks of a row
   // over all banks for both the row-wise writes and the column-wise ldmatrix reads.
   using SmemAtom = decltype(composition(Swizzle<3, 3, 3>{}, Layout<Shape<_8, _64>, Stride<_64, _1>>{}));
-  template <int kRows>
-  using SmemTile = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kRows>, Int<kHeadDim>>{}));
-  // kStages tiles of (kRows x d), and their (d x kRows) transposed view (the B operand that
-  // multiplies along the rows: V in P V, K in dS K, Q and dO in the dk/dv products).
-  template <int kRows, int kStages>
-  using SmemStages = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kRows>, Int<kHeadDim>, Int<kStages>>{}));
-  template <int kRows, int kStages>
+  // kStages row-major (kRows x kCols) tiles, and their (kCols x kRows) transposed view: the
+  // operand that a GEMM reduces along its rows (V in P V, K in dS K, Q and dO in dK and dV).
+  template <int kRows, int kCols, int kStages>
+  using SmemStages = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kRows>, Int<kCols>, Int<kStages>>{}));
+  template <int kRows, int kCols, int kStages>
   using SmemStagesT = decltype(composition(
-      SmemStages<kRows, kStages>{},
-      make_layout(Shape<Int<kHeadDim>, Int<kRows>, Int<kStages>>{},
-                  Stride<Int<kRows>, _1, Int<kRows * kHeadDim>>{})));
+      SmemStages<kRows, kCols, kStages>{},
+      make_layout(Shape<Int<kCols>, Int<kRows>, Int<kStages>>{}, Stride<Int<kRows>, _1, Int<kRows * kCols>>{})));
+  template <int kRows, int kCols>
+  using SmemTile = decltype(tile_to_shape(SmemAtom{}, Shape<Int<kRows>, Int<kCols>>{}));
+  template <int kRows, int kCols>
+  using SmemTileT = decltype(composition(SmemTile<kRows, kCols>{},
+                                         make_layout(Shape<Int<kCols>, Int<kRows>>{}, Stride<Int<kRows>, _1>{})));
 
   // Global -> shared: 16-byte cp.async (zero-filling masked rows), 8 threads per 64 columns.
   using GmemLoad = decltype(make_tiled_copy(

@@ -23,14 +23,14 @@ namespace headmix::kernels::sm80 {
 // 4 warps of 32 rows at d = 64; at d = 128 the 32-row output accumulator alone would take
 // 128 registers a thread and spill, so 8 warps of 16 rows share the same 128-row tile.
 template <typename Element_, int kHeadDim_>
-struct FlashFwdConfig : FlashConfig<Element_, kHeadDim_, kHeadDim_ / 16> {
-  using Base = FlashConfig<Element_, kHeadDim_, kHeadDim_ / 16>;
+struct FlashFwdConfig : FlashConfig<Element_, kHeadDim_, kHeadDim_ / 16, 1> {
+  using Base = FlashConfig<Element_, kHeadDim_, kHeadDim_ / 16, 1>;
   static constexpr int kBlockM = 128;
   static constexpr int kBlockN = 64;
   static constexpr int kStages = 2;
-  using SmemQ = typename Base::template SmemTile<kBlockM>;                // (BLK_M,d)
-  using SmemKV = typename Base::template SmemStages<kBlockN, kStages>;    // (BLK_N,d,STAGE)
-  using SmemVt = typename Base::template SmemStagesT<kBlockN, kStages>;   // (d,BLK_N,STAGE)
+  using SmemQ = typename Base::template SmemTile<kBlockM, kHeadDim_>;              // (BLK_M,d)
+  using SmemKV = typename Base::template SmemStages<kBlockN, kHeadDim_, kStages>;   // (BLK_N,d,STAGE)
+  using SmemVt = typename Base::template SmemStagesT<kBlockN, kHeadDim_, kStages>;  // (d,BLK_N,STAGE)
   struct SharedStorage {
     cute::array_aligned<Element_, cute::cosize_v<SmemQ>> q;  // Q, then O in the epilogue
     cute::array_aligned<Element_, cute::cosize_v<SmemKV>> k;
