@@ -7,6 +7,9 @@ register spill, a stack frame, or ptxas warning C7510 (wgmma serialised). Kernel
 use tensor cores must show the matrix instruction in their SASS for every arch (cuobjdump and
 nvdisasm come from the nvidia-cuda-cuobjdump / nvidia-cuda-nvdisasm wheels).
 
+Host programs in tests/cuda_host/*.cu check kernels' index logic (CuTe layouts, mask bands)
+on the CPU: each is compiled against the kernel headers and must exit 0.
+
 It also compiles the torch bindings (csrc/cuda/*.cpp) for syntax and types against the
 installed torch's CUDA headers, which a CPU wheel ships. The cuBLAS/cuSPARSE/cuSOLVER headers
 those include are absent without a CUDA toolkit's math libraries, so a few opaque handle types
@@ -127,6 +130,26 @@ def check_bindings() -> None:
         print(f"check-cuda: binding {source.relative_to(ROOT)} compiles")
 
 
+def check_host_programs() -> None:
+    import cutlass_library
+
+    cutlass = Path(cutlass_library.__file__).parent / "source"
+    includes = [ROOT / "csrc" / "kernels", cutlass / "include", cutlass / "tools" / "util" / "include"]
+    for source in sorted((ROOT / "tests" / "cuda_host").glob("*.cu")):
+        binary = BUILD / "host" / source.stem
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        command = ["nvcc", "-std=c++17", "-O1", "--expt-relaxed-constexpr", *(f"-I{p}" for p in includes),
+                   str(source), "-o", str(binary)]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            print(result.stdout + result.stderr)
+            sys.exit(f"check-cuda: host program {source.relative_to(ROOT)} does not compile")
+        result = subprocess.run([str(binary)], capture_output=True, text=True)
+        print(result.stdout, end="")
+        if result.returncode != 0:
+            sys.exit(f"check-cuda: host program {source.relative_to(ROOT)} FAILED")
+
+
 def problems(log: str) -> tuple[list[str], list[str]]:
     """(summary lines, problems) from the ptxas report."""
     summary, found = [], []
@@ -159,6 +182,7 @@ def main() -> None:
         sys.exit("check-cuda: FAILED (spills, stack frames or C7510)")
     print("check-cuda: OK (no spills, no stack frames, no C7510)")
     check_tensor_cores()
+    check_host_programs()
     check_bindings()
 
 

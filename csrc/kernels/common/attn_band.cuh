@@ -23,24 +23,24 @@ struct AttnBand {
         left(int(p.window_left)), right(int(p.window_right)) {}
 
   // Keys of query row i, clamped to [0, S_k); empty when first_key(i) >= key_end(i).
-  __device__ int first_key(int i) const { return left < 0 ? 0 : max(0, i + offset - left); }
-  __device__ int key_end(int i) const { return right < 0 ? seqlen_k : min(seqlen_k, i + offset + right + 1); }
+  __host__ __device__ int first_key(int i) const { return left < 0 ? 0 : max(0, i + offset - left); }
+  __host__ __device__ int key_end(int i) const { return right < 0 ? seqlen_k : min(seqlen_k, i + offset + right + 1); }
   // Queries that see key j, clamped to [0, S_q).
-  __device__ int first_query(int j) const { return right < 0 ? 0 : max(0, j - offset - right); }
-  __device__ int query_end(int j) const { return left < 0 ? seqlen_q : min(seqlen_q, j - offset + left + 1); }
+  __host__ __device__ int first_query(int j) const { return right < 0 ? 0 : max(0, j - offset - right); }
+  __host__ __device__ int query_end(int j) const { return left < 0 ? seqlen_q : min(seqlen_q, j - offset + left + 1); }
 
   // Keys any row of [m_begin, m_end) sees: rows' ranges are monotone in i, so the ends suffice.
-  __device__ int2 keys_of_rows(int m_begin, int m_end) const {
+  __host__ __device__ int2 keys_of_rows(int m_begin, int m_end) const {
     return make_int2(first_key(m_begin), key_end(m_end - 1));
   }
   // Queries any key of [n_begin, n_end) is seen by.
-  __device__ int2 queries_of_keys(int n_begin, int n_end) const {
+  __host__ __device__ int2 queries_of_keys(int n_begin, int n_end) const {
     return make_int2(first_query(n_begin), query_end(n_end - 1));
   }
 
   // True when some (row, key) pair of the tile is outside the band or past S_k; rows past S_q
   // are never stored, so they need no mask.
-  __device__ bool tile_needs_mask(int m_begin, int m_end, int n_begin, int n_end) const {
+  __host__ __device__ bool tile_needs_mask(int m_begin, int m_end, int n_begin, int n_end) const {
     return n_end > seqlen_k || (left >= 0 && first_key(m_end - 1) > n_begin) ||
            (right >= 0 && key_end(m_begin) < n_end);
   }

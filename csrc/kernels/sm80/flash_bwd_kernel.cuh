@@ -108,7 +108,8 @@ __device__ __forceinline__ void store_tile(const typename Cfg::TiledMma& mma, Ac
 }
 
 template <class Cfg>
-__global__ void __launch_bounds__(Cfg::kThreads, 1) flash_bwd_dkdv_kernel(const __grid_constant__ FlashAttnBwdParams p) {
+__global__ void __launch_bounds__(Cfg::kThreads, 1)
+    flash_bwd_dkdv_kernel(const __grid_constant__ FlashAttnBwdParams p) {
   using Element = typename Cfg::Element;
   constexpr int kBlockM = Cfg::kBlockM, kBlockN = Cfg::kBlockN, kHeadDim = Cfg::kHeadDim;
   extern __shared__ __align__(128) char smem_buf[];
@@ -169,9 +170,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1) flash_bwd_dkdv_kernel(const 
   typename Cfg::GmemLoad gmem_load;
   auto load_thr = gmem_load.get_thread_slice(tid);
   Tensor tQgQ = load_thr.partition_S(gQ);                                                       // (CPY,CPY_M,CPY_K,m,G)
-  Tensor tQsQ = load_thr.partition_D(sQ);                                                       // (CPY,CPY_M,CPY_K,STAGE)
+  Tensor tQsQ = load_thr.partition_D(sQ);                                                     // (CPY,CPY_M,CPY_K,STAGE)
   Tensor tdOgdO = load_thr.partition_S(gdO);                                                    // (CPY,CPY_M,CPY_K,m,G)
-  Tensor tdOsdO = load_thr.partition_D(sdO);                                                    // (CPY,CPY_M,CPY_K,STAGE)
+  Tensor tdOsdO = load_thr.partition_D(sdO);                                                  // (CPY,CPY_M,CPY_K,STAGE)
   Tensor tQcQ = load_thr.partition_S(cQ);                                                       // (CPY,CPY_M,CPY_K)
   Tensor tKcK = load_thr.partition_S(cK);                                                       // (CPY,CPY_N,CPY_K)
   auto load_q_dout = [&](int step, int stage) {
@@ -197,9 +198,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1) flash_bwd_dkdv_kernel(const 
   Tensor tSrK = thr_mma.partition_fragment_B(sK);                                               // (MMA,MMA_N,MMA_K)
   Tensor tdPrdO = thr_mma.partition_fragment_A(sdO(_, _, 0));                                   // (MMA,MMA_M,MMA_K)
   Tensor tdPrV = thr_mma.partition_fragment_B(sV);                                              // (MMA,MMA_N,MMA_K)
-  Tensor tSsQ = ldsm_a_thr.partition_S(sQ);                                                     // (CPY,CPY_M,CPY_K,STAGE)
+  Tensor tSsQ = ldsm_a_thr.partition_S(sQ);                                                   // (CPY,CPY_M,CPY_K,STAGE)
   Tensor tSsK = ldsm_b_thr.partition_S(sK);                                                     // (CPY,CPY_N,CPY_K)
-  Tensor tdPsdO = ldsm_a_thr.partition_S(sdO);                                                  // (CPY,CPY_M,CPY_K,STAGE)
+  Tensor tdPsdO = ldsm_a_thr.partition_S(sdO);                                                // (CPY,CPY_M,CPY_K,STAGE)
   Tensor tdPsV = ldsm_b_thr.partition_S(sV);                                                    // (CPY,CPY_N,CPY_K)
   // dV += P^T dO, dK += dS^T Q: (BLK_N,d) reducing over the query rows.
   Tensor tdVrPt = thr_mma.partition_fragment_A(sPt);                                            // (MMA,MMA_N,MMA_M)
@@ -207,9 +208,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1) flash_bwd_dkdv_kernel(const 
   Tensor tdKrdSt = thr_mma.partition_fragment_A(sdSt);                                          // (MMA,MMA_N,MMA_M)
   Tensor tdKrQt = thr_mma.partition_fragment_B(sQt(_, _, 0));                                   // (MMA,MMA_D,MMA_M)
   Tensor tdVsPt = ldsm_at_thr.partition_S(sPt);                                                 // (CPY,CPY_N,CPY_M)
-  Tensor tdVsdOt = ldsm_bt_thr.partition_S(sdOt);                                               // (CPY,CPY_D,CPY_M,STAGE)
+  Tensor tdVsdOt = ldsm_bt_thr.partition_S(sdOt);                                             // (CPY,CPY_D,CPY_M,STAGE)
   Tensor tdKsdSt = ldsm_at_thr.partition_S(sdSt);                                               // (CPY,CPY_N,CPY_M)
-  Tensor tdKsQt = ldsm_bt_thr.partition_S(sQt);                                                 // (CPY,CPY_D,CPY_M,STAGE)
+  Tensor tdKsQt = ldsm_bt_thr.partition_S(sQt);                                               // (CPY,CPY_D,CPY_M,STAGE)
   // dQ += dS K: (BLK_M,d) reducing over the keys.
   Tensor tdQrdS = thr_mma.partition_fragment_A(sdS);                                            // (MMA,MMA_M,MMA_N)
   Tensor tdQrKt = thr_mma.partition_fragment_B(sKt);                                            // (MMA,MMA_D,MMA_N)
@@ -289,7 +290,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1) flash_bwd_dkdv_kernel(const 
 }
 
 template <class Cfg>
-__global__ void __launch_bounds__(Cfg::kThreads, 1) flash_bwd_dq_kernel(const __grid_constant__ FlashAttnBwdParams p) {
+__global__ void __launch_bounds__(Cfg::kThreads, 1)
+    flash_bwd_dq_kernel(const __grid_constant__ FlashAttnBwdParams p) {
   using Element = typename Cfg::Element;
   constexpr int kBlockM = Cfg::kBlockM, kBlockN = Cfg::kBlockN, kHeadDim = Cfg::kHeadDim;
   extern __shared__ __align__(128) char smem_buf[];
@@ -339,9 +341,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1) flash_bwd_dq_kernel(const __
   typename Cfg::GmemLoad gmem_load;
   auto load_thr = gmem_load.get_thread_slice(tid);
   Tensor tKgK = load_thr.partition_S(gK);                                                       // (CPY,CPY_N,CPY_K,n)
-  Tensor tKsK = load_thr.partition_D(sK);                                                       // (CPY,CPY_N,CPY_K,STAGE)
+  Tensor tKsK = load_thr.partition_D(sK);                                                     // (CPY,CPY_N,CPY_K,STAGE)
   Tensor tVgV = load_thr.partition_S(gV);                                                       // (CPY,CPY_N,CPY_K,n)
-  Tensor tVsV = load_thr.partition_D(sV);                                                       // (CPY,CPY_N,CPY_K,STAGE)
+  Tensor tVsV = load_thr.partition_D(sV);                                                     // (CPY,CPY_N,CPY_K,STAGE)
   Tensor tQcQ = load_thr.partition_S(cQ);                                                       // (CPY,CPY_M,CPY_K)
   Tensor tKcK = load_thr.partition_S(cK);                                                       // (CPY,CPY_N,CPY_K)
   auto load_kv = [&](int n_block, int stage) {
@@ -363,14 +365,14 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1) flash_bwd_dq_kernel(const __
   Tensor tdPrdO = thr_mma.partition_fragment_A(sdO);                                            // (MMA,MMA_M,MMA_K)
   Tensor tdPrV = thr_mma.partition_fragment_B(sV(_, _, 0));                                     // (MMA,MMA_N,MMA_K)
   Tensor tSsQ = ldsm_a_thr.partition_S(sQ);                                                     // (CPY,CPY_M,CPY_K)
-  Tensor tSsK = ldsm_b_thr.partition_S(sK);                                                     // (CPY,CPY_N,CPY_K,STAGE)
+  Tensor tSsK = ldsm_b_thr.partition_S(sK);                                                   // (CPY,CPY_N,CPY_K,STAGE)
   Tensor tdPsdO = ldsm_a_thr.partition_S(sdO);                                                  // (CPY,CPY_M,CPY_K)
-  Tensor tdPsV = ldsm_b_thr.partition_S(sV);                                                    // (CPY,CPY_N,CPY_K,STAGE)
+  Tensor tdPsV = ldsm_b_thr.partition_S(sV);                                                  // (CPY,CPY_N,CPY_K,STAGE)
   // dQ += dS K: (BLK_M,d) reducing over the keys.
   Tensor tdQrdS = thr_mma.partition_fragment_A(sdS);                                            // (MMA,MMA_M,MMA_N)
   Tensor tdQrKt = thr_mma.partition_fragment_B(sKt(_, _, 0));                                   // (MMA,MMA_D,MMA_N)
   Tensor tdQsdS = ldsm_a_thr.partition_S(sdS);                                                  // (CPY,CPY_M,CPY_N)
-  Tensor tdQsKt = ldsm_bt.get_thread_slice(tid).partition_S(sKt);                               // (CPY,CPY_D,CPY_N,STAGE)
+  Tensor tdQsKt = ldsm_bt.get_thread_slice(tid).partition_S(sKt);                             // (CPY,CPY_D,CPY_N,STAGE)
   auto sts = make_tiled_copy_C(typename Cfg::StsAtom{}, mma);
   auto sts_thr = sts.get_thread_slice(tid);
   Tensor tdSsdS = sts_thr.partition_D(sdS);                                                     // (CPY,CPY_M,CPY_N)

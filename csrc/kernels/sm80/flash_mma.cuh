@@ -47,7 +47,7 @@ __device__ __forceinline__ void gemm_rs(const TiledMma& mma, Acc& acc, const Reg
 // The 16x8 accumulator holds per thread ((2 columns, 2 row halves), MMA_M, MMA_N); viewed as
 // ((2, MMA_M) rows, (2, MMA_N) columns) so softmax code can loop over rows and columns.
 template <class Layout>
-__device__ __forceinline__ auto acc_as_rows_cols(Layout acc) {
+CUTE_HOST_DEVICE auto acc_as_rows_cols(Layout acc) {
   static_assert(decltype(rank(acc))::value == 3 && decltype(size<0>(acc))::value == 4);
   return make_layout(make_layout(get<0, 1>(acc), get<1>(acc)), make_layout(get<0, 0>(acc), get<2>(acc)));
 }
@@ -55,7 +55,7 @@ __device__ __forceinline__ auto acc_as_rows_cols(Layout acc) {
 // Two neighbouring 16x8 accumulator tiles hold exactly the values one thread feeds a 16x8x16
 // A operand (k = the 16 columns), so ((2,2), MMA_M, MMA_N) regroups to ((2,2,2), MMA_M, MMA_N/2).
 template <class Layout>
-__device__ __forceinline__ auto acc_as_operand_a(Layout acc) {
+CUTE_HOST_DEVICE auto acc_as_operand_a(Layout acc) {
   static_assert(decltype(size<2>(acc))::value % 2 == 0);
   auto split = logical_divide(acc, Shape<Underscore, Underscore, _2>{});  // ((2,2),MMA_M,(2,MMA_N/2))
   return make_layout(make_layout(get<0>(split), get<2, 0>(split)), get<1>(split), get<2, 1>(split));
