@@ -12,10 +12,18 @@ namespace headmix::kernels {
 // Tile constants of the sm80 decode kernel (sm80/vhead_decode_kernel.cuh).
 struct VheadDecodeTiles {
   static constexpr int kWarps = 4;       // each warp streams its own key blocks
-  static constexpr int kBlockN = 32;     // keys per block
-  static constexpr int kStages = 3;      // per-warp cp.async ring of (kBlockN x d) tiles
+  static constexpr int kStages = 3;      // per-warp cp.async ring of (block keys x d) tiles
   static constexpr int kMaxSplits = 128;
   static constexpr int kMergePad = 8;    // floats of padding per row of the warp-merge buffer
+  // Keys per block: 32 for 16-row CTAs, 16 for 32-row ones, so a thread's score accumulators
+  // stay at 16 and the 32-row output accumulators fit in registers.
+  static constexpr int block_keys(int rows_per_cta) { return 512 / rows_per_cta; }
+  // The warps' cp.async rings, reused by the warp merge at the end: the larger of the two.
+  static constexpr int64_t arena_bytes(int rows_per_cta, int64_t head_dim) {
+    const int64_t ring = int64_t(kWarps) * kStages * block_keys(rows_per_cta) * head_dim * 2;
+    const int64_t merge = int64_t(kWarps) * rows_per_cta * (head_dim + kMergePad + 2) * 4;
+    return ring > merge ? ring : merge;
+  }
 };
 
 // Sizes of one decode call as the kernel sees them (see VheadDecodeParams).
@@ -31,20 +39,17 @@ struct VheadDecodePlan {
   int64_t workspace_floats;  // fp32 workspace: partial outputs and lse (0 with one split)
 };
 
-// Element ring of the warps, the staged queries (one tile per latent head) and the
-// per-row w_v scales; the warp merge at the end reuses the ring.
+// The rings / merge arena, the staged query rows and the per-row w_k and w_v of every latent head.
 inline int64_t vhead_decode_smem_bytes(int rows_per_cta, int64_t latent_heads, int64_t head_dim) {
-  using T = VheadDecodeTiles;
-  const int64_t ring = int64_t(T::kWarps) * T::kStages * T::kBlockN * head_dim * 2;
-  const int64_t queries = latent_heads * rows_per_cta * head_dim * 2;
-  const int64_t w_rows = latent_heads * rows_per_cta * 4;
-  return ring + queries + w_rows;
+  const int64_t queries = int64_t(rows_per_cta) * head_dim * 2;
+  const int64_t weights = 2 * latent_heads * rows_per_cta * 4;
+  return VheadDecodeTiles::arena_bytes(rows_per_cta, head_dim) + queries + weights;
 }
 
 // Rows per CTA: 32 when a latent has more than 16 rows (each CTA streams the latent once, so
-// fewer row tiles mean fewer re-reads from L2) and its queries fit in shared memory.
-// Splits: enough CTAs for about two per SM, but at least kWarps key blocks of the capacity per
-// split so every warp can have work.
+// fewer row tiles mean fewer re-reads from L2) and the CTA fits in shared memory.
+// Splits: enough CTAs for about two per SM, but at least kWarps 32-key blocks of the capacity
+// per split so every warp can have work.
 inline VheadDecodePlan plan_vhead_decode(const VheadDecodeShape& s, int num_sms, int64_t max_smem) {
   using T = VheadDecodeTiles;
   const int64_t rows = s.heads / std::max<int64_t>(1, s.latent_groups) * s.seqlen_q;
@@ -54,7 +59,7 @@ inline VheadDecodePlan plan_vhead_decode(const VheadDecodeShape& s, int num_sms,
   plan.row_tiles = int(std::max<int64_t>(1, (rows + plan.rows_per_cta - 1) / plan.rows_per_cta));
   plan.smem_bytes = vhead_decode_smem_bytes(plan.rows_per_cta, s.latent_heads, s.head_dim);
   const int64_t ctas = std::max<int64_t>(1, s.batch * s.latent_groups * plan.row_tiles);
-  const int64_t key_blocks = (s.capacity + T::kBlockN - 1) / T::kBlockN;
+  const int64_t key_blocks = (s.capacity + 31) / 32;
   const int64_t useful = std::max<int64_t>(1, key_blocks / T::kWarps);
   const int64_t wanted = (2 * int64_t(num_sms) + ctas - 1) / ctas;
   plan.num_splits = int(std::clamp<int64_t>(wanted, 1, std::min<int64_t>(T::kMaxSplits, useful)));

@@ -4,23 +4,27 @@
 //
 // Rows and latents. A CTA owns one (sequence b, latent, row tile, key split). Without w_k/w_v
 // the latent is kv head g and the rows are its GQA group's query heads times the S_q query
-// steps. With them w_k is absorbed into the queries, q'_{r,j} = w_k[j, G(r)] q_r, so
-// s_r(t) = sum_j q'_{r,j} . K'[t, j]: every query head scores against the same H'*d-wide
-// latent row, and one CTA takes all H*S_q rows (in 16- or 32-row tiles). The cache is streamed
-// once per row tile instead of once per kv head, which is what rebuilding K_g = sum_j w_k[j,g] K'_j
-// per tile would cost (or H_kv rebuilt tiles in shared memory); the absorbed GEMM does H'x the
-// multiply-adds of a plain one, which decode, at a few FLOP per cached byte, has to spare.
-// w_v goes onto P: o_r = sum_j (w_v[j, G(r)] p_r) V'_j, so the output accumulator stays d wide
-// for any H'. Row r of a latent is query step r / heads_per_latent, head r % heads_per_latent.
+// steps. With them w_k is absorbed into the queries: s_r(t) = sum_j w_k[j, G(r)] q_r . K'[t, j],
+// so every query head scores against the same H'*d-wide latent row and one CTA takes all H*S_q
+// rows (in 16- or 32-row tiles). The cache is streamed once per row tile instead of once per kv
+// head, which is what rebuilding K_g = sum_j w_k[j, g] K'_j per tile would cost (or H_kv rebuilt
+// tiles in shared memory); the absorbed GEMM does H'x the multiply-adds of a plain one, which
+// decode, at a few FLOP per cached byte, has to spare. The weights are applied in fp32 to each
+// head's score tile q_r . K'_j rather than to the queries before the bf16 MMA: rounding
+// q' = w_k q to bf16 shifts every score by ~2^-9 of its size, a 1e-2 lse error against
+// 1e-6 for this order. w_v goes onto P: o_r = sum_j (w_v[j, G(r)] p_r) V'_j, so the output
+// accumulator stays d wide for any H' (and P is rounded once either way). Row r of a latent is
+// query step r / heads_per_latent, head r % heads_per_latent.
 //
 // Warps split keys. Decode has too few rows to give each warp its own 16 (FlashAttention-2's
 // split), so each of the 4 warps holds all of the CTA's rows and runs its own online softmax
-// over every 4th 32-key block of the split, streaming the K'_j then V'_j tiles (32 x d, one per
-// latent head) of each block through a private 3-stage cp.async ring, synchronised by
-// __syncwarp alone. At the end the warps' (max, sum, output) merge through shared memory and the
-// CTA writes out/lse directly (one split) or an fp32 partial for the combine kernel.
+// over every 4th key block of the split (32 keys; 16 with 32 rows, whose output accumulators
+// need the registers), streaming the K'_j then V'_j tiles (block x d, one per latent head)
+// of each block through a private 3-stage cp.async ring, synchronised by __syncwarp alone. At
+// the end the warps' (max, sum, output) merge through shared memory and the CTA writes out/lse
+// directly (one split) or an fp32 partial for the combine kernel.
 //
-// MMAs (sm80/warp_mma.cuh): S = Q'_j K'_j^T reads the staged Q'_j and K'_j with ldmatrix;
+// MMAs (sm80/warp_mma.cuh): Q K'_j^T reads the staged query rows and K'_j with ldmatrix;
 // P V'_j uses the S accumulators, scaled per row by w_v, as the A operand and reads V'_j with
 // ldmatrix.trans.
 //
@@ -84,9 +88,9 @@ struct DecodeKernel {
   using Tiles = VheadDecodeTiles;
   static constexpr int kWarps = Tiles::kWarps;
   static constexpr int kThreads = 32 * kWarps;
-  static constexpr int kBlockN = Tiles::kBlockN;
-  static constexpr int kStages = Tiles::kStages;
   static constexpr int kRows = 16 * kMTiles;          // query rows of the CTA
+  static constexpr int kBlockN = Tiles::block_keys(kRows);  // keys per block
+  static constexpr int kStages = Tiles::kStages;
   static constexpr int kChunks = kHeadDim / 8;        // 16-byte chunks per row
   static constexpr int kRowsPerCopy = 32 / kChunks;   // rows a warp's cp.async instruction covers
   static constexpr int kTile = kBlockN * kHeadDim;    // elements of one ring stage
@@ -94,9 +98,9 @@ struct DecodeKernel {
   static constexpr int kDTiles = kHeadDim / 8;        // 8-column accumulator tiles of O
   static constexpr int kMergeRow = kHeadDim + Tiles::kMergePad;  // floats; keeps float2 stores conflict-free
   static_assert(kHeadDim == 64 || kHeadDim == 128, "d must be 64 or 128");
-  static_assert(kBlockN == 32 && kBlockN % kRowsPerCopy == 0, "a warp loads a 32-key block");
-  static_assert(kWarps * kRows * (kMergeRow + 2) * 4 <= kWarps * kStages * kTile * 2,
-                "the warp merge must fit in the ring it reuses");
+  static_assert(kBlockN % 16 == 0 && kBlockN <= 32 && kBlockN % kRowsPerCopy == 0,
+                "a block is whole 16-key MMA steps, one lane per key");
+  static constexpr int64_t kArena = Tiles::arena_bytes(kRows, kHeadDim);  // rings, then the merge
   static constexpr float kLog2e = 1.4426950408889634f;
   static constexpr float kLn2 = 0.6931471805599453f;
 };
@@ -107,8 +111,9 @@ __global__ void __launch_bounds__(VheadDecodeTiles::kWarps * 32, 1)
   using K = DecodeKernel<T, kHeadDim, kMTiles>;
   extern __shared__ __align__(16) unsigned char smem[];
   T* ring_all = reinterpret_cast<T*>(smem);                          // kWarps x kStages x (kBlockN x d)
-  T* q_lat = ring_all + K::kWarps * K::kStages * K::kTile;           // latent_heads x (kRows x d)
-  float* w_rows = reinterpret_cast<float*>(q_lat + p.latent_heads * K::kRows * kHeadDim);  // latent_heads x kRows
+  T* q_tile = reinterpret_cast<T*>(smem + K::kArena);                // kRows x d
+  float* wk_rows = reinterpret_cast<float*>(q_tile + K::kRows * kHeadDim);  // latent_heads x kRows
+  float* wv_rows = wk_rows + p.latent_heads * K::kRows;                    // latent_heads x kRows
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int row_tile = blockIdx.x % p.row_tiles;
@@ -127,7 +132,7 @@ __global__ void __launch_bounds__(VheadDecodeTiles::kWarps * 32, 1)
   const DecodeBand band{length - int(p.seqlen_q), length, int(p.window_left), p.causal};
   const int s_lo = row0 / heads_per_latent;
   const int s_hi = (min(rows, row0 + K::kRows) - 1) / heads_per_latent;
-  // Keys any row of the CTA sees, and the 32-key blocks of this split (aligned to 32 absolute).
+  // Keys any row of the CTA sees, and the key blocks of this split (aligned to kBlockN absolute).
   const int key_lo = band.first(s_lo), key_hi = max(key_lo, band.end(s_hi));
   const int block_lo = key_lo / K::kBlockN;
   const int blocks = key_hi > key_lo ? (key_hi + K::kBlockN - 1) / K::kBlockN - block_lo : 0;
@@ -137,27 +142,25 @@ __global__ void __launch_bounds__(VheadDecodeTiles::kWarps * 32, 1)
   // Blocks inside [unmasked_lo, unmasked_hi) are allowed for every row of the CTA.
   const int unmasked_lo = band.first(s_hi), unmasked_hi = band.end(s_lo);
 
-  // Stage Q'_j = w_k[j, G(r)] q_r (or q_r) and w_v[j, G(r)] (or 1) for the CTA's rows; rows
-  // past the latent's are zero.
-  for (int i = tid; i < latent_heads * K::kRows * K::kChunks; i += K::kThreads) {
-    const int j = i / (K::kRows * K::kChunks), r = i / K::kChunks % K::kRows, c = i % K::kChunks;
-    float v[8] = {};
-    const int row = row0 + r;
+  // Stage the CTA's query rows (zero past the latent's) and, per latent head j and row r,
+  // w_k[j, G(r)] and w_v[j, G(r)] (1 without w_k/w_v).
+  using Chunk = Pack<T, 8>;
+  for (int i = tid; i < K::kRows * K::kChunks; i += K::kThreads) {
+    const int r = i / K::kChunks, c = i % K::kChunks, row = row0 + r;
+    Chunk chunk{};
     if (row < rows && split_blocks > 0) {
       const int64_t h = latent * heads_per_latent + row % heads_per_latent;
-      const T* src = static_cast<const T*>(p.q) + b * p.q_batch_stride + (row / heads_per_latent) * p.q_row_stride +
-                     h * p.q_head_stride + c * 8;
-      load_floats<T, 8>(src, v);
-      const float w = mixed ? load_weight<T>(p, p.w_k, j, h / group) : 1.f;
-#pragma unroll
-      for (int e = 0; e < 8; ++e) v[e] *= w;
+      chunk = *reinterpret_cast<const Chunk*>(static_cast<const T*>(p.q) + b * p.q_batch_stride +
+                                              (row / heads_per_latent) * p.q_row_stride + h * p.q_head_stride + c * 8);
     }
-    store_floats<T, 8>(q_lat + j * K::kRows * kHeadDim + swizzled<K::kChunks>(r, c), v);
+    *reinterpret_cast<Chunk*>(q_tile + swizzled<K::kChunks>(r, c)) = chunk;
   }
   for (int i = tid; i < latent_heads * K::kRows; i += K::kThreads) {
     const int j = i / K::kRows, row = row0 + i % K::kRows;
-    const int64_t h = latent * heads_per_latent + row % heads_per_latent;
-    w_rows[i] = !mixed ? 1.f : row < rows ? load_weight<T>(p, p.w_v, j, h / group) : 0.f;
+    const int64_t g_row = (latent * heads_per_latent + row % heads_per_latent) / group;
+    const bool weighted = mixed && row < rows;
+    wk_rows[i] = weighted ? load_weight<T>(p, p.w_k, j, g_row) : 1.f;
+    wv_rows[i] = weighted ? load_weight<T>(p, p.w_v, j, g_row) : 1.f;
   }
   __syncthreads();
 
@@ -182,8 +185,9 @@ __global__ void __launch_bounds__(VheadDecodeTiles::kWarps * 32, 1)
       const int blk = issued / tiles_per_block, u = issued % tiles_per_block;
       if (u == 0) {
         const int t = (split_lo + warp + blk * K::kWarps) * K::kBlockN + lane;
-        lane_row = t >= key_lo && t < key_hi ? cache_row_chunk(p, b, t) : kNoRow;
-        saw_bad_page |= t >= key_lo && t < key_hi && lane_row == kNoRow;
+        const bool in_range = lane < K::kBlockN && t >= key_lo && t < key_hi;
+        lane_row = in_range ? cache_row_chunk(p, b, t) : kNoRow;
+        saw_bad_page |= in_range && lane_row == kNoRow;
       }
       const bool is_key = u < latent_heads;
       const T* src = (is_key ? k_cache : v_cache) +
@@ -206,7 +210,7 @@ __global__ void __launch_bounds__(VheadDecodeTiles::kWarps * 32, 1)
   for (int mi = 0; mi < kMTiles; ++mi) row_max[mi][0] = row_max[mi][1] = -INFINITY;
   const float scale_log2 = p.scale * K::kLog2e;
   const int g = lane / 4, q = lane % 4;
-  // ldmatrix lanes (sm80/warp_mma.cuh): Q' rows 0-15 by chunk pair; K' keys 0-7, 8-15 by chunk
+  // ldmatrix lanes (sm80/warp_mma.cuh): Q rows 0-15 by chunk pair; K' keys 0-7, 8-15 by chunk
   // pair (two key tiles); V' keys 0-15 by column pair, transposed.
   const SwizzledLane<K::kChunks> q_lane(lane & 15, lane >> 4);
   const SwizzledLane<K::kChunks> k_lane((lane & 7) + 8 * (lane >> 4), (lane >> 3) & 1);
@@ -218,29 +222,41 @@ __global__ void __launch_bounds__(VheadDecodeTiles::kWarps * 32, 1)
   for (int blk = 0; blk < my_blocks; ++blk) {
     const int key0 = (split_lo + warp + blk * K::kWarps) * K::kBlockN;
 
-    // S = sum_j Q'_j K'_j^T over the block's 32 keys.
+    // S = sum_j w_k[j, G(r)] (Q K'_j^T) over the block's keys, 16 at a time so the per-head
+    // products need only 8 accumulators per row tile.
     float acc_s[kMTiles][K::kNTiles][4] = {};
     for (int j = 0; j < latent_heads; ++j, ++tile) {
       issue_next();
       cute::cp_async_wait<K::kStages - 1>();
       __syncwarp();
       const T* sk = ring + tile % K::kStages * K::kTile;
-      const T* sq = q_lat + j * K::kRows * kHeadDim;
+      float wk[kMTiles][2];
 #pragma unroll
-      for (int ks = 0; ks < kHeadDim / 16; ++ks) {
-        uint32_t a[kMTiles][4];
+      for (int mi = 0; mi < kMTiles; ++mi) {
+        wk[mi][0] = wk_rows[j * K::kRows + mi * 16 + g];
+        wk[mi][1] = wk_rows[j * K::kRows + mi * 16 + g + 8];
+      }
 #pragma unroll
-        for (int mi = 0; mi < kMTiles; ++mi) {
-          ldsm_x4(sq + q_lane.at(mi * 16, 2 * ks), a[mi]);
-        }
+      for (int np = 0; np < K::kNTiles / 2; ++np) {
+        float head_s[kMTiles][2][4] = {};  // key tiles 2np and 2np+1 of head j
 #pragma unroll
-        for (int np = 0; np < K::kNTiles / 2; ++np) {
+        for (int ks = 0; ks < kHeadDim / 16; ++ks) {
           uint32_t bk[4];  // b0, b1 of key tiles 2np and 2np+1
           ldsm_x4(sk + k_lane.at(np * 16, 2 * ks), bk);
 #pragma unroll
           for (int mi = 0; mi < kMTiles; ++mi) {
-            mma_16x8x16<T>(acc_s[mi][2 * np], a[mi], bk[0], bk[1]);
-            mma_16x8x16<T>(acc_s[mi][2 * np + 1], a[mi], bk[2], bk[3]);
+            uint32_t a[4];
+            ldsm_x4(q_tile + q_lane.at(mi * 16, 2 * ks), a);
+            mma_16x8x16<T>(head_s[mi][0], a, bk[0], bk[1]);
+            mma_16x8x16<T>(head_s[mi][1], a, bk[2], bk[3]);
+          }
+        }
+#pragma unroll
+        for (int mi = 0; mi < kMTiles; ++mi) {
+#pragma unroll
+          for (int n = 0; n < 2; ++n) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc_s[mi][2 * np + n][e] += wk[mi][e / 2] * head_s[mi][n][e];
           }
         }
       }
@@ -298,8 +314,8 @@ __global__ void __launch_bounds__(VheadDecodeTiles::kWarps * 32, 1)
       float w[kMTiles][2];
 #pragma unroll
       for (int mi = 0; mi < kMTiles; ++mi) {
-        w[mi][0] = w_rows[j * K::kRows + mi * 16 + g];
-        w[mi][1] = w_rows[j * K::kRows + mi * 16 + g + 8];
+        w[mi][0] = wv_rows[j * K::kRows + mi * 16 + g];
+        w[mi][1] = wv_rows[j * K::kRows + mi * 16 + g + 8];
       }
 #pragma unroll
       for (int kk = 0; kk < K::kBlockN / 16; ++kk) {
