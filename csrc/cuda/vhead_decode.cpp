@@ -28,6 +28,7 @@
 #include "cuda/cache_checks.h"
 #include "cuda/decode_aten.h"
 #include "cuda/device.h"
+#include "cuda/vhead_decode_params.h"
 #include "kernels/vhead_decode.h"
 #include "registration.h"
 
@@ -86,13 +87,8 @@ std::tuple<at::Tensor, at::Tensor> vhead_decode(
   const double softmax_scale = scale ? *scale : 1.0 / std::sqrt(double(dims.head_dim));
   const auto* props = at::cuda::getDeviceProperties(q.device().index());
   const int64_t max_smem = int64_t(props->sharedMemPerBlockOptin);
-  const bool mixed = w_k.has_value();
-  // With w_k/w_v all query heads share one latent of the H' cache heads; without, each cache
-  // head is the latent of its GQA group.
-  const kernels::VheadDecodeShape shape{dims.batch, dims.seqlen_q, dims.heads,
-                                        mixed ? 1 : dims.cache_heads, mixed ? dims.cache_heads : 1,
-                                        dims.head_dim, dims.capacity};
-  const auto plan = kernels::plan_vhead_decode(shape, props->multiProcessorCount, max_smem);
+  const auto plan = kernels::plan_vhead_decode(vhead_decode_shape(dims, w_k.has_value()),
+                                               props->multiProcessorCount, max_smem);
   if (!kernel_covers(dims, q, k_cache, v_cache, plan, max_smem)) {
     return vhead_decode_aten(dims, q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table, softmax_scale,
                              causal, window_left);
@@ -104,59 +100,10 @@ std::tuple<at::Tensor, at::Tensor> vhead_decode(
   auto out = at::empty({dims.batch, dims.seqlen_q, dims.heads, dims.head_dim}, q.options());
   auto lse = at::empty({dims.batch, dims.heads, dims.seqlen_q}, q.options().dtype(at::kFloat));
   const at::Tensor scratch = plan.workspace_floats > 0 ? workspace_for(plan, workspace, q) : at::Tensor();
-  // w_k/w_v as the kernel reads them: contiguous, both in q's dtype or both float32.
-  at::Tensor wk, wv;
-  const bool w_fp32 = mixed && (w_k->scalar_type() == at::kFloat || w_v->scalar_type() == at::kFloat);
-  if (mixed) {
-    const auto w_dtype = w_fp32 ? at::kFloat : q.scalar_type();
-    wk = w_k->to(w_dtype).contiguous();
-    wv = w_v->to(w_dtype).contiguous();
-  }
-  const auto table = block_table ? block_table->contiguous() : at::Tensor();
-
-  kernels::VheadDecodeParams p{};
-  p.q = q.data_ptr();
-  p.k_cache = k_cache.data_ptr();
-  p.v_cache = v_cache.data_ptr();
-  p.cache_seqlens = cache_seqlens.data_ptr<int>();
-  p.w_k = mixed ? wk.data_ptr() : nullptr;
-  p.w_v = mixed ? wv.data_ptr() : nullptr;
-  p.out = out.data_ptr();
-  p.lse = lse.data_ptr<float>();
-  if (scratch.defined()) {
-    const int64_t partial_rows = plan.num_splits * dims.batch * dims.heads * dims.seqlen_q;
-    p.partial_out = scratch.data_ptr<float>();
-    p.partial_lse = p.partial_out + partial_rows * dims.head_dim;
-  }
-  p.dtype = kernel_dtype(q.scalar_type());
-  p.w_fp32 = w_fp32;
-  p.batch = dims.batch;
-  p.seqlen_q = dims.seqlen_q;
-  p.heads = dims.heads;
-  p.kv_heads = dims.kv_heads;
-  p.cache_heads = dims.cache_heads;
-  p.head_dim = dims.head_dim;
-  p.latent_groups = shape.latent_groups;
-  p.latent_heads = shape.latent_heads;
-  p.q_batch_stride = q.stride(0);
-  p.q_row_stride = q.stride(1);
-  p.q_head_stride = q.stride(2);
-  p.cache_batch_stride = k_cache.stride(0);
-  p.cache_row_stride = k_cache.stride(1);
-  p.cache_head_stride = k_cache.stride(2);
-  p.seqlens_stride = cache_seqlens.stride(0);
-  p.layout.block_table = block_table ? table.data_ptr<int>() : nullptr;
-  p.layout.table_stride = block_table ? table.stride(0) : 0;
-  p.layout.block_size = dims.block_size;
-  p.layout.num_blocks = k_cache.size(0);
-  p.layout.capacity = dims.capacity;
-  p.scale = float(softmax_scale);
-  p.causal = causal;
-  p.window_left = window_left >= dims.capacity ? -1 : window_left;  // as wide as the cache: no limit
-  p.rows_per_cta = plan.rows_per_cta;
-  p.row_tiles = plan.row_tiles;
-  p.num_splits = plan.num_splits;
-  C10_CUDA_CHECK(kernels::launch_vhead_decode_portable(p, at::cuda::getCurrentCUDAStream()));
+  const DecodeOperands operands(q, w_k, w_v, block_table);
+  const auto params = vhead_decode_params(dims, q, k_cache, v_cache, cache_seqlens, operands, out, lse, scratch,
+                                          plan, softmax_scale, causal, window_left);
+  C10_CUDA_CHECK(kernels::launch_vhead_decode_portable(params, at::cuda::getCurrentCUDAStream()));
   return {out, lse};
 }
 
