@@ -189,8 +189,8 @@ def empty_caches(batch, capacity, heads, head_dim, *, block_size=None, device, d
 # ---------------------------------------------------------------- vhead_decode
 
 
-def _vhead_decode(name, device, dtype, *, seqlen_q, heads, kv_heads, cache_heads, head_dim, seqlens, capacity,
-                  head_dim_v=None, block_size=None, virtual=False, scale=None, causal=True, window_left=-1):
+def vhead_decode_sample(name, device, dtype, *, seqlen_q, heads, kv_heads, cache_heads, head_dim, seqlens, capacity,
+                        head_dim_v=None, block_size=None, virtual=False, scale=None, causal=True, window_left=-1):
     head_dim_v = head_dim_v or head_dim
     k_cache, v_cache, block_table = _caches(seqlens, capacity, cache_heads, head_dim, head_dim_v,
                                             block_size=block_size, device=device, dtype=dtype)
@@ -216,27 +216,27 @@ def _vhead_decode(name, device, dtype, *, seqlen_q, heads, kv_heads, cache_heads
 
 def vhead_decode_samples(device, dtype):
     common = dict(device=device, dtype=dtype)
-    yield _vhead_decode("contiguous, GQA 2, S_q=1, ragged seqlens with 0", **common, seqlen_q=1, heads=4,
-                        kv_heads=2, cache_heads=2, head_dim=8, seqlens=[5, 0, 9], capacity=12)
-    yield _vhead_decode("contiguous, virtual heads H'=2 < H_kv=4, S_q=2", **common, seqlen_q=2, heads=4,
-                        kv_heads=4, cache_heads=2, head_dim=8, seqlens=[7, 3], capacity=8, virtual=True)
-    yield _vhead_decode("paged bs=4, virtual heads H'=2 < H_kv=4, S_q=4 (IHA P=4), d_v < d, seqlen < S_q",
-                        **common, seqlen_q=4, heads=8, kv_heads=4, cache_heads=2, head_dim=8, head_dim_v=4,
-                        seqlens=[10, 0, 3], capacity=12, block_size=4, virtual=True)
-    yield _vhead_decode("paged bs=16, GQA 4, S_q=2, window_left=5", **common, seqlen_q=2, heads=8, kv_heads=2,
-                        cache_heads=2, head_dim=8, seqlens=[20, 33], capacity=48, block_size=16, window_left=5)
-    yield _vhead_decode("contiguous, non-causal, scale=0.7", **common, seqlen_q=2, heads=2, kv_heads=1,
-                        cache_heads=1, head_dim=8, seqlens=[4, 1], capacity=6, scale=0.7, causal=False)
-    yield _vhead_decode("paged bs=16, 300 rows (several key blocks), virtual heads H'=1 < H_kv=2", **common,
-                        seqlen_q=1, heads=4, kv_heads=2, cache_heads=1, head_dim=8, seqlens=[300, 17],
-                        capacity=320, block_size=16, virtual=True)
+    yield vhead_decode_sample("contiguous, GQA 2, S_q=1, ragged seqlens with 0", **common, seqlen_q=1, heads=4,
+                              kv_heads=2, cache_heads=2, head_dim=8, seqlens=[5, 0, 9], capacity=12)
+    yield vhead_decode_sample("contiguous, virtual heads H'=2 < H_kv=4, S_q=2", **common, seqlen_q=2, heads=4,
+                              kv_heads=4, cache_heads=2, head_dim=8, seqlens=[7, 3], capacity=8, virtual=True)
+    yield vhead_decode_sample("paged bs=4, virtual heads H'=2 < H_kv=4, S_q=4 (IHA P=4), d_v < d, seqlen < S_q",
+                              **common, seqlen_q=4, heads=8, kv_heads=4, cache_heads=2, head_dim=8, head_dim_v=4,
+                              seqlens=[10, 0, 3], capacity=12, block_size=4, virtual=True)
+    yield vhead_decode_sample("paged bs=16, GQA 4, S_q=2, window_left=5", **common, seqlen_q=2, heads=8, kv_heads=2,
+                              cache_heads=2, head_dim=8, seqlens=[20, 33], capacity=48, block_size=16, window_left=5)
+    yield vhead_decode_sample("contiguous, non-causal, scale=0.7", **common, seqlen_q=2, heads=2, kv_heads=1,
+                              cache_heads=1, head_dim=8, seqlens=[4, 1], capacity=6, scale=0.7, causal=False)
+    yield vhead_decode_sample("paged bs=16, 300 rows (several key blocks), virtual heads H'=1 < H_kv=2", **common,
+                              seqlen_q=1, heads=4, kv_heads=2, cache_heads=1, head_dim=8, seqlens=[300, 17],
+                              capacity=320, block_size=16, virtual=True)
 
 
 # ---------------------------------------------------------------- kv_cache_append
 
 
-def _kv_cache_append(name, device, dtype, *, new_rows, cache_heads, head_dim, seqlens, capacity, head_dim_v=None,
-                     block_size=None, rotary_dim=None, pos=None):
+def kv_cache_append_sample(name, device, dtype, *, new_rows, cache_heads, head_dim, seqlens, capacity, head_dim_v=None,
+                           block_size=None, rotary_dim=None, pos=None):
     head_dim_v = head_dim_v or head_dim
     k_cache, v_cache, block_table = _caches(seqlens, capacity, cache_heads, head_dim, head_dim_v,
                                             block_size=block_size, device=device, dtype=dtype)
@@ -259,15 +259,15 @@ def _kv_cache_append(name, device, dtype, *, new_rows, cache_heads, head_dim, se
 
 def kv_cache_append_samples(device, dtype):
     common = dict(device=device, dtype=dtype)
-    yield _kv_cache_append("contiguous, no rope, S_new=1, ragged seqlens with 0, fills to capacity", **common,
-                           new_rows=1, cache_heads=2, head_dim=8, seqlens=[4, 0, 7], capacity=8)
-    yield _kv_cache_append("contiguous, full rope, S_new=3", **common, new_rows=3, cache_heads=2, head_dim=8,
-                           seqlens=[0, 5], capacity=9, rotary_dim=8)
-    yield _kv_cache_append("paged bs=4, partial rope, crosses a page, d_v < d", **common, new_rows=2,
-                           cache_heads=2, head_dim=8, head_dim_v=6, seqlens=[3, 6], capacity=12, block_size=4,
-                           rotary_dim=4)
-    yield _kv_cache_append("paged bs=16, rope at explicit pos", **common, new_rows=4, cache_heads=1, head_dim=8,
-                           seqlens=[2, 17], capacity=32, block_size=16, rotary_dim=8, pos=[7, 40])
+    yield kv_cache_append_sample("contiguous, no rope, S_new=1, ragged seqlens with 0, fills to capacity", **common,
+                                 new_rows=1, cache_heads=2, head_dim=8, seqlens=[4, 0, 7], capacity=8)
+    yield kv_cache_append_sample("contiguous, full rope, S_new=3", **common, new_rows=3, cache_heads=2, head_dim=8,
+                                 seqlens=[0, 5], capacity=9, rotary_dim=8)
+    yield kv_cache_append_sample("paged bs=4, partial rope, crosses a page, d_v < d", **common, new_rows=2,
+                                 cache_heads=2, head_dim=8, head_dim_v=6, seqlens=[3, 6], capacity=12, block_size=4,
+                                 rotary_dim=4)
+    yield kv_cache_append_sample("paged bs=16, rope at explicit pos", **common, new_rows=4, cache_heads=1, head_dim=8,
+                                 seqlens=[2, 17], capacity=32, block_size=16, rotary_dim=8, pos=[7, 40])
 
 
 def append_index(sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
