@@ -62,6 +62,7 @@ TENSOR_CORE_KERNELS = {
     "flash_fwd_kernel": {"HMMA", "HGMMA", "UTCHMMA", "UTCQMMA"},
     "flash_bwd_dkdv_kernel": {"HMMA", "HGMMA", "UTCHMMA", "UTCQMMA"},
     "flash_bwd_dq_kernel": {"HMMA", "HGMMA", "UTCHMMA", "UTCQMMA"},
+    "vhead_decode_kernel": {"HMMA", "HGMMA", "UTCHMMA", "UTCQMMA"},
 }
 SASS_LINE = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)")
 
