@@ -2,7 +2,7 @@
 // Online softmax over score tiles held in registers as (rows, columns) views, the layout of
 // both mma.sync and wgmma accumulators: each row is spread over the 4 threads of a quad, so
 // row reductions finish with two xor-shuffles. Scores stay raw (q.k); the softmax scale is
-// folded into one FMA with log2(e) so every exponential is a single ex2.approx.
+// folded into one FMA with log2(e) so every exponential is one exp2f (MUFU.EX2).
 //
 // Masked scores are -inf. A row that has seen no allowed key keeps max = -inf; it is shifted
 // by 0 instead (exp2(-inf) = 0, never NaN), and finishes with sum 0: output 0, lse = -inf.
@@ -11,12 +11,6 @@
 #include <cmath>
 
 namespace headmix::kernels {
-
-__device__ __forceinline__ float fast_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
 
 __device__ __forceinline__ float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffff, x, 1));
@@ -60,12 +54,12 @@ struct OnlineSoftmax {
       for (int c = 0; c < cute::size<1>(scores); ++c) tile_max = fmaxf(tile_max, scores(r, c));
       tile_max = quad_max(tile_max);
       const float shift = exp2_shift(tile_max, scale_log2);
-      const float rescale = fast_exp2(row_max[r] * scale_log2 - shift);
+      const float rescale = exp2f(row_max[r] * scale_log2 - shift);
       row_max[r] = tile_max;
       float sum = row_sum[r] * rescale;
       CUTE_UNROLL
       for (int c = 0; c < cute::size<1>(scores); ++c) {
-        scores(r, c) = fast_exp2(fmaf(scores(r, c), scale_log2, -shift));
+        scores(r, c) = exp2f(fmaf(scores(r, c), scale_log2, -shift));
         sum += scores(r, c);
       }
       row_sum[r] = sum;

@@ -81,7 +81,7 @@ __device__ __forceinline__ void softmax_backward(Scores& scores, Dp& dp, const R
   for (int r = 0; r < kRows; ++r) {
     CUTE_UNROLL
     for (int c = 0; c < size<1>(scores); ++c) {
-      const float prob = fast_exp2(fmaf(scores(r, c), scale_log2, -stats.lse_log2[r]));
+      const float prob = exp2f(fmaf(scores(r, c), scale_log2, -stats.lse_log2[r]));
       scores(r, c) = prob;
       dp(r, c) = prob * (dp(r, c) - stats.row_dot[r]);
     }
