@@ -181,8 +181,11 @@ def vhead_decode_workspace_size(q, k_cache, *, w_k=None, block_table=None) -> in
     if q.device.type != "cuda":
         return 0
     props = torch.cuda.get_device_properties(q.device)
+    # A larger shared-memory limit can only plan more splits, so without the property (older
+    # torch) an unlimited one gives an upper bound.
+    max_smem = getattr(props, "shared_memory_per_block_optin", 1 << 40)
     plan = _C.vhead_decode_plan(*_shapes.decode_plan_shape(q, k_cache, w_k, block_table),
-                                props.multi_processor_count, props.shared_memory_per_block_optin)
+                                props.multi_processor_count, max_smem)
     return plan["workspace_floats"]
 
 
