@@ -1,5 +1,6 @@
-"""CUDA flash attention (portable mma.sync kernels: bf16/fp16, d in {64, 128}) against the float64
-reference: every mask mode, GQA ratios, S_q != S_k, ragged tails, rows without keys, poisoned
+"""CUDA flash attention (bf16/fp16, d in {64, 128}) against the float64 reference, once per kernel
+family the GPU runs (portable mma.sync kernels everywhere; on sm_90 also the Hopper TMA + wgmma
+kernels, selected with HEADMIX_FLASH_KERNELS): every mask mode, GQA ratios, S_q != S_k, ragged tails, rows without keys, poisoned
 outputs, strided and misaligned inputs, gradients (atomic and deterministic dq), opcheck and
 torch.compile of an IHA layer.
 
@@ -20,6 +21,18 @@ import headmix
 from headmix import reference
 
 pytestmark = pytest.mark.cuda
+
+
+def kernel_families():
+    hopper = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
+    return ["portable", "sm90"] if hopper and "sm_90a" in headmix.build_info["cuda_archs"] else ["portable"]
+
+
+@pytest.fixture(autouse=True, params=kernel_families())
+def flash_kernels(request, monkeypatch):
+    """Every test of this module runs once per kernel family (the binding reads the variable per call)."""
+    monkeypatch.setenv("HEADMIX_FLASH_KERNELS", request.param)
+    return request.param
 
 DTYPES = [torch.bfloat16, torch.float16]
 HEAD_DIMS = [64, 128]
@@ -116,6 +129,17 @@ def test_unsupported_inputs_get_clear_errors():
         headmix.flash_attn(q, q, v)
     with pytest.raises(RuntimeError, match="scale must be positive and finite on CUDA, got -1"):
         headmix.flash_attn(q, q, q, scale=-1.0)
+
+
+def test_kernel_family_choice_is_checked(monkeypatch):
+    q = torch.randn(1, 8, 2, 64, device="cuda", dtype=torch.bfloat16)
+    monkeypatch.setenv("HEADMIX_FLASH_KERNELS", "fastest")
+    with pytest.raises(RuntimeError, match="HEADMIX_FLASH_KERNELS must be auto, portable or sm90, got 'fastest'"):
+        headmix.flash_attn(q, q, q)
+    if "sm90" not in kernel_families():
+        monkeypatch.setenv("HEADMIX_FLASH_KERNELS", "sm90")
+        with pytest.raises(RuntimeError, match="HEADMIX_FLASH_KERNELS=sm90 needs an sm_90 GPU"):
+            headmix.flash_attn(q, q, q)
 
 
 def test_opcheck_forward():

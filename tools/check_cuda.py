@@ -58,11 +58,16 @@ def build() -> str:
 
 # Kernels meant to run on tensor cores (a substring of the mangled name) and the SASS opcodes
 # any one of which proves it: HMMA (mma.sync), HGMMA (wgmma), UTC*MMA (tcgen05).
+TENSOR_CORE = {"HMMA", "HGMMA", "UTCHMMA", "UTCQMMA"}
 TENSOR_CORE_KERNELS = {
-    "flash_fwd_kernel": {"HMMA", "HGMMA", "UTCHMMA", "UTCQMMA"},
-    "flash_bwd_dkdv_kernel": {"HMMA", "HGMMA", "UTCHMMA", "UTCQMMA"},
-    "flash_bwd_dq_kernel": {"HMMA", "HGMMA", "UTCHMMA", "UTCQMMA"},
-    "vhead_decode_kernel": {"HMMA", "HGMMA", "UTCHMMA", "UTCQMMA"},
+    "flash_fwd_kernel": TENSOR_CORE,
+    "flash_bwd_dkdv_kernel": TENSOR_CORE,
+    "flash_bwd_dq_kernel": TENSOR_CORE,
+    "vhead_decode_kernel": TENSOR_CORE,
+}
+# Hopper kernels: built for sm_90a only (when HEADMIX_CUDA_ARCHS has it), and must use wgmma.
+SM90_KERNELS = {
+    "flash_fwd_sm90_kernel": {"HGMMA"},
 }
 SASS_LINE = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)")
 
@@ -99,6 +104,18 @@ def check_tensor_cores() -> None:
                 if not ops & wanted:
                     sys.exit(f"check-cuda: {arch} {function} uses no tensor-core instruction ({sorted(wanted)})")
         print(f"check-cuda: {pattern}: tensor-core instructions in the SASS for {', '.join(sorted(archs))}")
+    if "sm_90a" not in archs:
+        return
+    for pattern, wanted in SM90_KERNELS.items():
+        kernels = [(a, f, ops) for (a, f), ops in opcodes.items() if pattern in f]
+        if not kernels:
+            sys.exit(f"check-cuda: no {pattern} kernel in the sm_90a SASS")
+        for arch, function, ops in kernels:
+            if arch != "sm_90a":
+                sys.exit(f"check-cuda: {function} is built for {arch}; Hopper kernels are sm_90a only")
+            if not ops & wanted:
+                sys.exit(f"check-cuda: {function} uses no {sorted(wanted)} (wgmma) instruction")
+        print(f"check-cuda: {pattern}: {', '.join(sorted(wanted))} in the SASS, sm_90a only")
 
 
 # Opaque types that torch's CUDA context headers name; enough for -fsyntax-only.
@@ -122,7 +139,10 @@ def check_bindings() -> None:
     cuda_include = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "include"
     includes = [ROOT / "csrc", stubs, *map(Path, cpp.include_paths()), cuda_include]
     for source in sorted((ROOT / "csrc" / "cuda").glob("*.cpp")):
-        defines = ["-DHEADMIX_WITH_CUDA", f'-DHEADMIX_BUILD_ARCHS="{os.environ.get("HEADMIX_CUDA_ARCHS", "90a;100a")}"']
+        archs = os.environ.get("HEADMIX_CUDA_ARCHS", "90a;100a")
+        defines = ["-DHEADMIX_WITH_CUDA", f'-DHEADMIX_BUILD_ARCHS="{archs}"']
+        if "90a" in archs.replace(",", ";").split(";"):
+            defines.append("-DHEADMIX_WITH_SM90_KERNELS=1")
         command = ["c++", "-fsyntax-only", "-std=c++17", *defines, *(f"-I{p}" for p in includes), str(source)]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:

@@ -1,10 +1,13 @@
-// CUDA binding of flash attention: checks -> Params -> current stream -> portable kernels
-// (bf16/fp16, d = d_v in {64, 128}); other inputs get an error naming what is supported.
+// CUDA binding of flash attention: checks -> Params -> current stream -> kernels (bf16/fp16,
+// d = d_v in {64, 128}; other inputs get an error naming what is supported). An sm_90 GPU
+// runs the Hopper kernels when the build has them, every other GPU the portable ones.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "checks.h"
 #include "cuda/device.h"
@@ -39,6 +42,24 @@ at::Tensor aligned_operand(const at::Tensor& t, at::ScalarType dtype) {
   bool aligned = reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 && t.stride(3) == 1;
   for (int64_t d = 0; d < 3; ++d) aligned = aligned && (t.size(d) <= 1 || t.stride(d) % vec == 0);
   return aligned ? t : t.clone(at::MemoryFormat::Contiguous);
+}
+
+// HEADMIX_FLASH_KERNELS=portable runs the portable kernels on any GPU (to compare, or to rule
+// the Hopper ones out); =sm90 insists on the Hopper ones; unset or =auto picks by device.
+bool use_sm90_kernels(const at::Device& device, const char* op) {
+  const char* env = std::getenv("HEADMIX_FLASH_KERNELS");
+  const std::string choice = env != nullptr && *env != '\0' ? env : "auto";
+  TORCH_CHECK(choice == "auto" || choice == "portable" || choice == "sm90",
+              "HEADMIX_FLASH_KERNELS must be auto, portable or sm90, got '", choice, "'");
+#if HEADMIX_WITH_SM90_KERNELS
+  const auto* props = at::cuda::getDeviceProperties(device.index());
+  const bool hopper = props->major == 9 && props->minor == 0;
+#else
+  const bool hopper = false;
+#endif
+  TORCH_CHECK(choice != "sm90" || hopper, "headmix.", op, ": HEADMIX_FLASH_KERNELS=sm90 needs an sm_90 GPU and a ",
+              "build whose HEADMIX_CUDA_ARCHS includes 90a (this build: '", HEADMIX_BUILD_ARCHS, "')");
+  return hopper && choice != "portable";
 }
 
 kernels::FlashAttnParams attn_params(const AttnDims& dims, const at::Tensor& q, const at::Tensor& k,
@@ -90,7 +111,14 @@ std::tuple<at::Tensor, at::Tensor> flash_attn_fwd(const at::Tensor& q_in, const 
   p.attn = attn_params(dims, q, k, v, scale, causal, window_left, window_right);
   p.out = out.data_ptr();
   p.lse = lse.data_ptr<float>();
-  C10_CUDA_CHECK(kernels::launch_flash_attn_fwd_portable(p, at::cuda::getCurrentCUDAStream()));
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  if (use_sm90_kernels(q.device(), "flash_attn_fwd")) {  // never true without them
+#if HEADMIX_WITH_SM90_KERNELS
+    C10_CUDA_CHECK(kernels::launch_flash_attn_fwd_sm90(p, stream));
+#endif
+  } else {
+    C10_CUDA_CHECK(kernels::launch_flash_attn_fwd_portable(p, stream));
+  }
   return {out, lse};
 }
 

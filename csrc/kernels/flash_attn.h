@@ -17,4 +17,11 @@ cudaError_t launch_flash_attn_fwd_portable(const FlashAttnFwdParams& params, cud
 // into dq_accum, or a deterministic dq pass when dq_accum is null), then dq in `dtype`.
 cudaError_t launch_flash_attn_bwd_portable(const FlashAttnBwdParams& params, cudaStream_t stream);
 
+#if HEADMIX_WITH_SM90_KERNELS
+// Hopper kernels (sm_90a only: TMA + wgmma, warp-specialised), built when HEADMIX_CUDA_ARCHS
+// lists 90a. Same contract and coverage as the portable kernels.
+cudaError_t launch_flash_attn_fwd_sm90(const FlashAttnFwdParams& params, cudaStream_t stream);
+cudaError_t launch_flash_attn_bwd_sm90(const FlashAttnBwdParams& params, cudaStream_t stream);
+#endif
+
 }  // namespace headmix::kernels

@@ -46,6 +46,16 @@ struct OnlineSoftmax {
   // the scores into unnormalised probabilities in place. scores (rows, cols), out (rows, d).
   template <class Scores, class Out>
   __device__ __forceinline__ void update(Scores& scores, Out& out) {
+    float rescale[kRows];
+    exp_scores(scores, rescale);
+    rescale_rows(out, rescale);
+  }
+
+  // The two halves of update(), for kernels whose output accumulator is still being written
+  // by an asynchronous GEMM while the next tile's scores are exponentiated (Hopper): the new
+  // row maxima, the probabilities and the row sums first, returning each row's rescale factor.
+  template <class Scores>
+  __device__ __forceinline__ void exp_scores(Scores& scores, float (&rescale)[kRows]) {
     static_assert(decltype(cute::size<0>(scores))::value == kRows);
     CUTE_UNROLL
     for (int r = 0; r < kRows; ++r) {
@@ -54,17 +64,25 @@ struct OnlineSoftmax {
       for (int c = 0; c < cute::size<1>(scores); ++c) tile_max = fmaxf(tile_max, scores(r, c));
       tile_max = quad_max(tile_max);
       const float shift = exp2_shift(tile_max, scale_log2);
-      const float rescale = exp2f(row_max[r] * scale_log2 - shift);
+      rescale[r] = exp2f(row_max[r] * scale_log2 - shift);
       row_max[r] = tile_max;
-      float sum = row_sum[r] * rescale;
+      float sum = row_sum[r] * rescale[r];
       CUTE_UNROLL
       for (int c = 0; c < cute::size<1>(scores); ++c) {
         scores(r, c) = exp2f(fmaf(scores(r, c), scale_log2, -shift));
         sum += scores(r, c);
       }
       row_sum[r] = sum;
+    }
+  }
+
+  // Then, once the output rows are no longer in flight, their rescale.
+  template <class Out>
+  __device__ __forceinline__ static void rescale_rows(Out& out, const float (&rescale)[kRows]) {
+    CUTE_UNROLL
+    for (int r = 0; r < kRows; ++r) {
       CUTE_UNROLL
-      for (int c = 0; c < cute::size<1>(out); ++c) out(r, c) *= rescale;
+      for (int c = 0; c < cute::size<1>(out); ++c) out(r, c) *= rescale[r];
     }
   }
 

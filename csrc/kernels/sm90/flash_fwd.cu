@@ -1,0 +1,75 @@
+// Launcher of the Hopper flash-attention forward: builds the TMA descriptors of q, k, v and out
+// from the Params and launches one 384-thread CTA per (128-row query tile, head, batch).
+// Instantiated for bf16/fp16 x d 64/128. CMake compiles it for sm_90a only (elsewhere wgmma
+// compiles to a trap); check-cuda requires HGMMA in its SASS.
+#include "flash_attn.h"
+#include "sm90/flash_fwd_kernel.cuh"
+
+namespace headmix::kernels {
+namespace {
+
+// TMA wants every global stride to be a multiple of 16 bytes, even along a dim of size 1
+// (whose stride the bindings leave free); any such value is right there, index 0 only.
+int64_t tma_stride(int64_t stride, int64_t size, int64_t element_bytes) {
+  return size <= 1 ? 16 / element_bytes : stride;
+}
+
+template <typename Element, int kHeadDim>
+cudaError_t launch_fwd(const FlashAttnFwdParams& p, cudaStream_t stream) {
+  using Cfg = sm90::FlashFwdSm90Config<Element, kHeadDim>;
+  const FlashAttnParams& a = p.attn;
+  constexpr int64_t kBytes = sizeof(Element);
+  const auto operand = [&](const void* ptr, int64_t rows, int64_t heads, int64_t row_stride, int64_t head_stride,
+                           int64_t batch_stride) {
+    return sm90::make_gmem_operand(static_cast<const Element*>(ptr), rows, kHeadDim, heads, a.batch,
+                                   tma_stride(row_stride, rows, kBytes), tma_stride(head_stride, heads, kBytes),
+                                   tma_stride(batch_stride, a.batch, kBytes));
+  };
+  const auto tile_q = cute::Shape<cute::Int<Cfg::kBlockM>, cute::Int<kHeadDim>>{};
+  const auto tile_kv = cute::Shape<cute::Int<Cfg::kBlockN>, cute::Int<kHeadDim>>{};
+  sm90::FlashFwdSm90Args<Cfg> args{};
+  args.p = p;
+  args.tma_q = cute::make_tma_copy(cute::SM90_TMA_LOAD{},
+                             operand(a.q, a.seqlen_q, a.heads, a.q_row_stride, a.q_head_stride, a.q_batch_stride),
+                             typename Cfg::SmemQ{}, tile_q, cute::_1{});
+  args.tma_k = cute::make_tma_copy(cute::SM90_TMA_LOAD{},
+                             operand(a.k, a.seqlen_k, a.kv_heads, a.k_row_stride, a.k_head_stride, a.k_batch_stride),
+                             typename Cfg::SmemKVStage{}, tile_kv, cute::_1{});
+  args.tma_v = cute::make_tma_copy(cute::SM90_TMA_LOAD{},
+                             operand(a.v, a.seqlen_k, a.kv_heads, a.v_row_stride, a.v_head_stride, a.v_batch_stride),
+                             typename Cfg::SmemKVStage{}, tile_kv, cute::_1{});
+  // out is [B, S_q, H, d] contiguous.
+  const int64_t out_row = a.heads * kHeadDim;
+  args.tma_o = cute::make_tma_copy(cute::SM90_TMA_STORE{},
+                             sm90::make_gmem_operand(static_cast<Element*>(p.out), a.seqlen_q, kHeadDim, a.heads,
+                                                     a.batch, tma_stride(out_row, a.seqlen_q, kBytes),
+                                                     tma_stride(kHeadDim, a.heads, kBytes),
+                                                     tma_stride(a.seqlen_q * out_row, a.batch, kBytes)),
+                             typename Cfg::SmemQ{}, tile_q, cute::_1{});
+
+  constexpr int kSmem = sizeof(typename Cfg::SharedStorage);
+  auto kernel = sm90::flash_fwd_sm90_kernel<Cfg>;
+  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  if (err != cudaSuccess) return err;
+  const dim3 grid(unsigned((a.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM), unsigned(a.heads), unsigned(a.batch));
+  kernel<<<grid, Cfg::kThreads, kSmem, stream>>>(args);
+  return cudaGetLastError();
+}
+
+template <typename Element>
+cudaError_t launch_fwd_dim(const FlashAttnFwdParams& p, cudaStream_t stream) {
+  return p.attn.head_dim == 64 ? launch_fwd<Element, 64>(p, stream) : launch_fwd<Element, 128>(p, stream);
+}
+
+}  // namespace
+
+cudaError_t launch_flash_attn_fwd_sm90(const FlashAttnFwdParams& p, cudaStream_t stream) {
+  if (!flash_attn_portable_supports(p.attn.dtype, p.attn.head_dim)) return cudaErrorInvalidValue;
+  if (p.attn.batch * p.attn.heads * p.attn.seqlen_q == 0) return cudaSuccess;
+  // A TMA descriptor cannot describe an empty K/V; the portable kernel writes O = 0, lse = -inf.
+  if (p.attn.seqlen_k == 0) return launch_flash_attn_fwd_portable(p, stream);
+  return p.attn.dtype == DType::kBFloat16 ? launch_fwd_dim<cutlass::bfloat16_t>(p, stream)
+                                          : launch_fwd_dim<cutlass::half_t>(p, stream);
+}
+
+}  // namespace headmix::kernels
