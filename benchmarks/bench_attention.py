@@ -1,7 +1,8 @@
 """headmix.flash_attn and headmix.iha_attention against PyTorch, forward and backward.
 
 Variants:
-  causal  flash_attn(causal=True)           vs SDPA(is_causal=True)
+  causal  flash_attn(causal=True)           vs SDPA(is_causal=True); on CUDA once against each of
+                                            SDPA's flash and cuDNN backends (the stronger one counts)
   window  flash_attn(window=(W - 1, 0))     vs SDPA with a dense boolean [S, S] mask
   iha     iha_attention (mix -> pseudo-head attention over N*P virtual tokens -> collapse)
           vs the reference-style composite: einsum + RoPE, SDPA with the dense flat-causal
@@ -12,13 +13,16 @@ plus the head-mixing GEMMs for iha.
 
     python benchmarks/bench_attention.py                  # CPU, --quick shapes
     python benchmarks/bench_attention.py --acceptance     # CPU acceptance: fp32, S = 8192 (minutes)
-    python benchmarks/bench_attention.py --device cuda    # bf16, H = 16, d = 128, S up to 32k
+    python benchmarks/bench_attention.py --device cuda    # bf16, B*H = 32, d = 128, S = 1k..16k
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import headmix
 import timing
@@ -36,21 +40,29 @@ def band_pairs(seqlen_q, seqlen_k, window_left):
     return int((last - first + 1).clamp(min=0).sum())
 
 
-def sdpa(q, k, v, *, mask=None, causal=False):
-    """SDPA over [B, S, H, d] tensors through transposed views.
+# SDPA backends a causal baseline runs on: None = PyTorch's own choice.
+SDPA_BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION}
+
+
+def sdpa(q, k, v, *, mask=None, causal=False, backend=None):
+    """SDPA over [B, S, H, d] tensors through transposed views, on `backend` (a SDPA_BACKENDS
+    key) or wherever PyTorch dispatches.
 
     SDPA's is_causal is top-left aligned, headmix's bottom-right: they agree only for S_q = S_k.
     enable_gqa only when the head counts differ: it steers SDPA away from some backends.
     """
-    out = F.scaled_dot_product_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, is_causal=causal,
-        enable_gqa=k.shape[2] != q.shape[2],
-    )
+    with sdpa_kernel(SDPA_BACKENDS[backend]) if backend else contextlib.nullcontext():
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, is_causal=causal,
+            enable_gqa=k.shape[2] != q.shape[2],
+        )
     return out.transpose(1, 2)
 
 
-def attention_case(*, batch, seqlen, heads, head_dim, window, backward, device, dtype, targets=None):
-    """window=None: causal; else the last `window` keys of each query, window=(window - 1, 0)."""
+def attention_case(*, batch, seqlen, heads, head_dim, window, backward, device, dtype, targets=None,
+                   backend=None):
+    """window=None: causal; else the last `window` keys of each query, window=(window - 1, 0).
+    backend: the SDPA backend of the baseline (None: PyTorch's choice)."""
     left = -1 if window is None else window - 1
     item = torch.empty((), dtype=dtype).element_size()
     tensor_bytes = batch * seqlen * heads * head_dim * item
@@ -72,7 +84,7 @@ def attention_case(*, batch, seqlen, heads, head_dim, window, backward, device, 
             return headmix.flash_attn(q, k, v, window=(left, 0))
 
         def baseline():
-            return sdpa(q, k, v, mask=mask, causal=mask is None)
+            return sdpa(q, k, v, mask=mask, causal=mask is None, backend=backend)
 
         if not backward:
             return ours, baseline
@@ -80,7 +92,7 @@ def attention_case(*, batch, seqlen, heads, head_dim, window, backward, device, 
         return timing.grads_of(ours, (q, k, v), grad), timing.grads_of(baseline, (q, k, v), grad)
 
     variant = ("causal" if window is None else "window") + ("_bwd" if backward else "_fwd")
-    shape = {"B": batch, "S": seqlen, "H": heads, "d": head_dim, "window": window}
+    shape = {"B": batch, "S": seqlen, "H": heads, "d": head_dim, "window": window, "sdpa": backend or "auto"}
     return timing.Case("attention", variant, shape, build, traffic, flops, targets or {})
 
 
@@ -147,11 +159,14 @@ def cases(args):
     if args.acceptance:
         return acceptance_cases(args)
     common = dict(heads=args.heads, head_dim=args.head_dim, device=args.device, dtype=args.dtype)
+    batch = max(1, args.batch_heads // args.heads)
+    # A dense mask rules SDPA's flash backend out, so only the causal cases pin backends.
+    causal_backends = list(SDPA_BACKENDS) if args.device.type == "cuda" else [None]
     attention = [
-        attention_case(batch=max(1, args.total_tokens // seqlen), seqlen=seqlen, window=window,
-                       backward=backward, **common)
+        attention_case(batch=batch, seqlen=seqlen, window=window, backward=backward, backend=backend, **common)
         for seqlen in args.seqlens
         for window in (None, args.window)
+        for backend in (causal_backends if window is None else [None])
         for backward in (False, True)
     ]
     iha = [
@@ -166,8 +181,9 @@ def parse_args(argv=None):
     parser = timing.make_parser(__doc__)
     parser.add_argument("--acceptance", action="store_true",
                         help="run only the CPU acceptance cases (fp32, S = 8192) and check their targets")
-    parser.add_argument("--seqlens", type=int, nargs="+", help="S (default 2048 8192 32768; 1024 with --quick)")
-    parser.add_argument("--total-tokens", type=int, help="B*S, B = this // S (default 32768; 1024 with --quick)")
+    parser.add_argument("--seqlens", type=int, nargs="+",
+                        help="S (default 1024 2048 4096 8192 16384; 1024 with --quick)")
+    parser.add_argument("--batch-heads", type=int, help="B*H, B = this // H (default 32; 4 with --quick)")
     parser.add_argument("--heads", type=int, help="H (default 16; 4 with --quick)")
     parser.add_argument("--head-dim", type=int, help="d (default 128; 64 with --quick)")
     parser.add_argument("--window", type=int, help="keys per query of the window variant (default 512; 128)")
@@ -177,9 +193,9 @@ def parse_args(argv=None):
     parser.add_argument("--iha-window", type=int, help="IHA window in original tokens (default 512; 32)")
     return timing.parse_args(
         parser, argv,
-        quick=dict(seqlens=[1024], total_tokens=1024, heads=4, head_dim=64, window=128, iha_tokens=[256],
+        quick=dict(seqlens=[1024], batch_heads=4, heads=4, head_dim=64, window=128, iha_tokens=[256],
                    pseudo=4, iha_window=32),
-        full=dict(seqlens=[2048, 8192, 32768], total_tokens=32768, heads=16, head_dim=128, window=512,
+        full=dict(seqlens=[1024, 2048, 4096, 8192, 16384], batch_heads=32, heads=16, head_dim=128, window=512,
                   iha_tokens=[2048, 4096, 8192], pseudo=4, iha_window=512),
     )
 
