@@ -5,7 +5,8 @@ HEADMIX_CUDA_ARCHS (default sm_90a and sm_100a) with -DNDEBUG and the ptxas reso
 keeps the report in build/check-cuda/resource-usage.txt, and fails on a compile error, a
 register spill, a stack frame, or ptxas warning C7510 (wgmma serialised). Kernels meant to
 use tensor cores must show the matrix instruction in their SASS for every arch (cuobjdump and
-nvdisasm come from the nvidia-cuda-cuobjdump / nvidia-cuda-nvdisasm wheels).
+nvdisasm come from the nvidia-cuda-cuobjdump / nvidia-cuda-nvdisasm wheels); the Hopper kernels
+(csrc/kernels/sm90, built for sm_90a only) must show wgmma (HGMMA).
 
 Host programs in tests/cuda_host/*.cu check kernels' index logic (CuTe layouts, mask bands)
 on the CPU: each is compiled against the kernel headers and must exit 0.
@@ -68,6 +69,7 @@ TENSOR_CORE_KERNELS = {
 # Hopper kernels: built for sm_90a only (when HEADMIX_CUDA_ARCHS has it), and must use wgmma.
 SM90_KERNELS = {
     "flash_fwd_sm90_kernel": {"HGMMA"},
+    "flash_bwd_sm90_kernel": {"HGMMA"},
 }
 SASS_LINE = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)")
 

@@ -162,7 +162,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> flash_attn_bwd(
   p.dout_batch_stride = dout.stride(0);
   p.dout_row_stride = dout.stride(1);
   p.dout_head_stride = dout.stride(2);
-  C10_CUDA_CHECK(kernels::launch_flash_attn_bwd_portable(p, at::cuda::getCurrentCUDAStream()));
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  if (use_sm90_kernels(q.device(), "flash_attn_bwd")) {  // never true without them
+#if HEADMIX_WITH_SM90_KERNELS
+    C10_CUDA_CHECK(kernels::launch_flash_attn_bwd_sm90(p, stream));
+#endif
+  } else {
+    C10_CUDA_CHECK(kernels::launch_flash_attn_bwd_portable(p, stream));
+  }
   return {dq, dk, dv};
 }
 

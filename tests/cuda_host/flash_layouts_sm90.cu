@@ -1,12 +1,14 @@
-// Host-side checks of the Hopper flash-attention forward's layouts, run by `make check-cuda`
+// Host-side checks of the Hopper flash-attention kernels' layouts, run by `make check-cuda`
 // without a GPU (CuTe layout algebra is host-callable):
 //  - the wgmma accumulator's (rows, cols) view gives every register the row/column the mask,
-//    the softmax and the lse store assume, and a quad shares its rows;
-//  - the score accumulator regrouped as an A operand (P reused in O += P V) matches the RS
-//    tiled MMA's own A partition value for value;
-//  - the transposed V view is the exact transpose of the K/V stages TMA writes.
+//    the softmax, lse/D and the lse store assume, and a quad shares its rows;
+//  - score accumulators regrouped as A operands (P in O += P V; P^T and dS^T in dV += P^T dO,
+//    dK += dS^T Q) match the RS tiled MMA's own A partition value for value;
+//  - every transposed shared-memory view (V^T; Q^T, dO^T; K^T; dS from dS^T) is the exact
+//    transpose of the tile TMA or stmatrix writes.
 #include <cstdio>
 
+#include "sm90/flash_bwd_kernel.cuh"
 #include "sm90/flash_fwd_kernel.cuh"
 
 using namespace cute;
@@ -52,33 +54,71 @@ static void check_rows_cols(int threads) {
   }
 }
 
+// tile (rows, cols[, stages]) against transposed (cols, rows[, stages]); kStages 0 = no stage mode.
+template <class Tile, class Transposed, int kStages>
+static void check_transposed() {
+  const Tile tile{};
+  const Transposed transposed{};
+  for (int s = 0; s < (kStages > 0 ? kStages : 1); ++s) {
+    for (int i = 0; i < size<0>(tile); ++i) {
+      for (int j = 0; j < size<1>(tile); ++j) {
+        if constexpr (kStages == 0) {
+          expect(tile(i, j) == transposed(j, i), "transposed smem view");
+        } else {
+          expect(tile(i, j, s) == transposed(j, i, s), "transposed smem view");
+        }
+      }
+    }
+  }
+}
+
+// The accumulator of Producer (kM x kN) regrouped as the A operand of Consumer, value for value.
+template <class Producer, class Consumer, int kM, int kN>
+static void check_reuse_as_a(int threads) {
+  Producer producer;
+  Consumer consumer;
+  for (int thread = 0; thread < threads; ++thread) {
+    Tensor tC = producer.get_thread_slice(thread).partition_C(make_identity_tensor(Shape<Int<kM>, Int<kN>>{}));
+    Tensor regrouped = make_tensor(tC.data(), sm90::acc_as_operand_a(tC.layout()));
+    Tensor tA = consumer.get_thread_slice(thread).partition_A(make_identity_tensor(Shape<Int<kM>, Int<kN>>{}));
+    CUTE_STATIC_ASSERT_V(size<0>(regrouped) == size<0>(tA) && size<1>(regrouped) == size<1>(tA) &&
+                         size<2>(regrouped) == size<2>(tA));
+    for (int i = 0; i < size(tA); ++i) expect(regrouped(i) == tA(i), "accumulator as the next A operand");
+  }
+}
+
+template <class Cfg>
+static void check_backward() {
+  constexpr int kM = Cfg::kBlockM, kN = Cfg::kBlockN, kD = Cfg::kHeadDim;
+  check_rows_cols<typename Cfg::TiledMmaKQ, kN, kM>(Cfg::kConsumerThreads);
+  check_reuse_as_a<typename Cfg::TiledMmaKQ, typename Cfg::TiledMmaDkDv, kN, kM>(Cfg::kConsumerThreads);
+  check_transposed<typename Cfg::SmemQdO, typename Cfg::SmemQdOt, Cfg::kStages>();
+  check_transposed<typename Cfg::SmemKV, typename Cfg::SmemKt, 0>();
+  check_transposed<typename Cfg::SmemDsT, typename Cfg::SmemDs, 0>();
+  // dQ: the two warpgroups split d, every (query, d) element exactly once.
+  typename Cfg::TiledMmaDq mma_dq;
+  int seen[kM * kD] = {};
+  for (int thread = 0; thread < Cfg::kConsumerThreads; ++thread) {
+    Tensor tC = mma_dq.get_thread_slice(thread).partition_C(make_identity_tensor(Shape<Int<kM>, Int<kD>>{}));
+    for (int i = 0; i < size(tC); ++i) ++seen[get<0>(tC(i)) * kD + get<1>(tC(i))];
+  }
+  for (int e = 0; e < kM * kD; ++e) expect(seen[e] == 1, "dQ tile covered once");
+}
+
 template <class Cfg>
 static void check_forward() {
   constexpr int kM = Cfg::kBlockM, kN = Cfg::kBlockN, kD = Cfg::kHeadDim;
   check_rows_cols<typename Cfg::TiledMmaQK, kM, kN>(Cfg::kConsumerThreads);
   check_rows_cols<typename Cfg::TiledMmaPV, kM, kD>(Cfg::kConsumerThreads);
-  typename Cfg::TiledMmaQK mma_qk;
-  typename Cfg::TiledMmaPV mma_pv;
-  for (int thread = 0; thread < Cfg::kConsumerThreads; ++thread) {
-    Tensor tScS = mma_qk.get_thread_slice(thread).partition_C(make_identity_tensor(Shape<Int<kM>, Int<kN>>{}));
-    Tensor regrouped = make_tensor(tScS.data(), sm90::acc_as_operand_a(tScS.layout()));
-    Tensor tOcP = mma_pv.get_thread_slice(thread).partition_A(make_identity_tensor(Shape<Int<kM>, Int<kN>>{}));
-    CUTE_STATIC_ASSERT_V(size<0>(regrouped) == size<0>(tOcP) && size<1>(regrouped) == size<1>(tOcP) &&
-                         size<2>(regrouped) == size<2>(tOcP));
-    for (int i = 0; i < size(tOcP); ++i) expect(regrouped(i) == tOcP(i), "scores as the A operand of P V");
-  }
-  const typename Cfg::SmemKV kv{};
-  const typename Cfg::SmemVt vt{};
-  for (int s = 0; s < Cfg::kStages; ++s) {
-    for (int n = 0; n < kN; ++n) {
-      for (int d = 0; d < kD; ++d) expect(kv(n, d, s) == vt(d, n, s), "V^T view is the transpose of V");
-    }
-  }
+  check_reuse_as_a<typename Cfg::TiledMmaQK, typename Cfg::TiledMmaPV, kM, kN>(Cfg::kConsumerThreads);
+  check_transposed<typename Cfg::SmemKV, typename Cfg::SmemVt, Cfg::kStages>();
 }
 
 int main() {
   check_forward<sm90::FlashFwdSm90Config<cutlass::bfloat16_t, 64>>();
   check_forward<sm90::FlashFwdSm90Config<cutlass::half_t, 128>>();
+  check_backward<sm90::FlashBwdSm90Config<cutlass::bfloat16_t, 64>>();
+  check_backward<sm90::FlashBwdSm90Config<cutlass::half_t, 128>>();
   std::printf("flash_layouts_sm90: %s\n", failures ? "FAILED" : "OK");
   return failures ? 1 : 0;
 }

@@ -21,20 +21,31 @@ cudaError_t launch_with_smem(Kernel kernel, dim3 grid, int threads, int smem, co
 }
 
 template <typename T, int kHeadDim>
-cudaError_t launch_bwd(const FlashAttnBwdParams& p, cudaStream_t stream) {
-  using Cfg = sm80::FlashBwdConfig<sm80::CuteElement<T>, kHeadDim>;
+cudaError_t launch_row_dot(const FlashAttnBwdParams& p, cudaStream_t stream) {
   const FlashAttnParams& a = p.attn;
   const int64_t rows = a.batch * a.seqlen_q * a.heads;
   if (rows > 0) {
     flash_bwd_row_dot_kernel<T, kHeadDim>
         <<<unsigned(blocks_for(rows * 32, kRowDotThreads)), kRowDotThreads, 0, stream>>>(p);
   }
-  if (a.batch * a.kv_heads * a.seqlen_k > 0) {
-    const dim3 grid(unsigned(blocks_for(a.seqlen_k, Cfg::kBlockN)), unsigned(a.kv_heads), unsigned(a.batch));
-    const cudaError_t err = launch_with_smem(sm80::flash_bwd_dkdv_kernel<Cfg>, grid, Cfg::kThreads,
-                                             int(sizeof(typename Cfg::DkDvStorage)), p, stream);
-    if (err != cudaSuccess) return err;
-  }
+  return cudaGetLastError();
+}
+
+template <typename T, int kHeadDim>
+cudaError_t launch_dkdv(const FlashAttnBwdParams& p, cudaStream_t stream) {
+  using Cfg = sm80::FlashBwdConfig<sm80::CuteElement<T>, kHeadDim>;
+  const FlashAttnParams& a = p.attn;
+  if (a.batch * a.kv_heads * a.seqlen_k == 0) return cudaSuccess;
+  const dim3 grid(unsigned(blocks_for(a.seqlen_k, Cfg::kBlockN)), unsigned(a.kv_heads), unsigned(a.batch));
+  return launch_with_smem(sm80::flash_bwd_dkdv_kernel<Cfg>, grid, Cfg::kThreads,
+                          int(sizeof(typename Cfg::DkDvStorage)), p, stream);
+}
+
+template <typename T, int kHeadDim>
+cudaError_t launch_dq_finish(const FlashAttnBwdParams& p, cudaStream_t stream) {
+  using Cfg = sm80::FlashBwdConfig<sm80::CuteElement<T>, kHeadDim>;
+  const FlashAttnParams& a = p.attn;
+  const int64_t rows = a.batch * a.seqlen_q * a.heads;
   if (rows == 0) return cudaGetLastError();
   if (p.dq_accum != nullptr) {
     const int64_t vectors = rows * a.head_dim / kDqConvertVec;
@@ -47,17 +58,44 @@ cudaError_t launch_bwd(const FlashAttnBwdParams& p, cudaStream_t stream) {
                           p, stream);
 }
 
-template <typename T>
-cudaError_t launch_bwd_dim(const FlashAttnBwdParams& p, cudaStream_t stream) {
-  return p.attn.head_dim == 64 ? launch_bwd<T, 64>(p, stream) : launch_bwd<T, 128>(p, stream);
+// Runs Step<T, kHeadDim> for the element type and head dim of p.
+template <template <typename, int> class Step>
+cudaError_t dispatch(const FlashAttnBwdParams& p, cudaStream_t stream) {
+  if (!flash_attn_portable_supports(p.attn.dtype, p.attn.head_dim)) return cudaErrorInvalidValue;
+  const bool bf16 = p.attn.dtype == DType::kBFloat16, d64 = p.attn.head_dim == 64;
+  if (bf16) return d64 ? Step<__nv_bfloat16, 64>::run(p, stream) : Step<__nv_bfloat16, 128>::run(p, stream);
+  return d64 ? Step<__half, 64>::run(p, stream) : Step<__half, 128>::run(p, stream);
 }
+
+template <typename T, int kHeadDim>
+struct RowDot {
+  static cudaError_t run(const FlashAttnBwdParams& p, cudaStream_t s) { return launch_row_dot<T, kHeadDim>(p, s); }
+};
+template <typename T, int kHeadDim>
+struct DqFinish {
+  static cudaError_t run(const FlashAttnBwdParams& p, cudaStream_t s) { return launch_dq_finish<T, kHeadDim>(p, s); }
+};
+template <typename T, int kHeadDim>
+struct WholeBackward {
+  static cudaError_t run(const FlashAttnBwdParams& p, cudaStream_t s) {
+    cudaError_t err = launch_row_dot<T, kHeadDim>(p, s);
+    if (err == cudaSuccess) err = launch_dkdv<T, kHeadDim>(p, s);
+    return err == cudaSuccess ? launch_dq_finish<T, kHeadDim>(p, s) : err;
+  }
+};
 
 }  // namespace
 
 cudaError_t launch_flash_attn_bwd_portable(const FlashAttnBwdParams& p, cudaStream_t stream) {
-  if (!flash_attn_portable_supports(p.attn.dtype, p.attn.head_dim)) return cudaErrorInvalidValue;
-  return p.attn.dtype == DType::kBFloat16 ? launch_bwd_dim<__nv_bfloat16>(p, stream)
-                                          : launch_bwd_dim<__half>(p, stream);
+  return dispatch<WholeBackward>(p, stream);
+}
+
+cudaError_t launch_flash_attn_bwd_row_dot(const FlashAttnBwdParams& p, cudaStream_t stream) {
+  return dispatch<RowDot>(p, stream);
+}
+
+cudaError_t launch_flash_attn_bwd_dq_finish(const FlashAttnBwdParams& p, cudaStream_t stream) {
+  return dispatch<DqFinish>(p, stream);
 }
 
 }  // namespace headmix::kernels

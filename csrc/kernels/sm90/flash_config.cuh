@@ -58,9 +58,10 @@ using TmaCopy = decltype(make_tma_copy(
 
 // kWarpGroups consumer warpgroups stacked along M, each issuing 64 x kN x 16 wgmma atoms; A and
 // B from shared memory (SS) or A from registers (RS, the reuse of P and dS).
-template <typename Element, int kWarpGroups, int kN, int kK, GMMA::Major kMajorB = GMMA::Major::K>
+template <typename Element, int kWarpGroups, int kN, int kK, GMMA::Major kMajorB = GMMA::Major::K,
+          GMMA::Major kMajorA = GMMA::Major::K>
 using TiledMmaSS = decltype(make_tiled_mma(
-    GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kN>, Int<kK>>, GMMA::Major::K, kMajorB>(),
+    GMMA::ss_op_selector<Element, Element, float, Shape<_64, Int<kN>, Int<kK>>, kMajorA, kMajorB>(),
     Layout<Shape<Int<kWarpGroups>, _1, _1>>{}));
 template <typename Element, int kWarpGroups, int kN, int kK, GMMA::Major kMajorB = GMMA::Major::K>
 using TiledMmaRS = decltype(make_tiled_mma(

@@ -4,48 +4,40 @@
 // compiles to a trap); check-cuda requires HGMMA in its SASS.
 #include "flash_attn.h"
 #include "sm90/flash_fwd_kernel.cuh"
+#include "sm90/tma_operand.h"
 
 namespace headmix::kernels {
 namespace {
-
-// TMA wants every global stride to be a multiple of 16 bytes, even along a dim of size 1
-// (whose stride the bindings leave free); any such value is right there, index 0 only.
-int64_t tma_stride(int64_t stride, int64_t size, int64_t element_bytes) {
-  return size <= 1 ? 16 / element_bytes : stride;
-}
 
 template <typename Element, int kHeadDim>
 cudaError_t launch_fwd(const FlashAttnFwdParams& p, cudaStream_t stream) {
   using Cfg = sm90::FlashFwdSm90Config<Element, kHeadDim>;
   const FlashAttnParams& a = p.attn;
-  constexpr int64_t kBytes = sizeof(Element);
-  const auto operand = [&](const void* ptr, int64_t rows, int64_t heads, int64_t row_stride, int64_t head_stride,
-                           int64_t batch_stride) {
-    return sm90::make_gmem_operand(static_cast<const Element*>(ptr), rows, kHeadDim, heads, a.batch,
-                                   tma_stride(row_stride, rows, kBytes), tma_stride(head_stride, heads, kBytes),
-                                   tma_stride(batch_stride, a.batch, kBytes));
+  const auto load = [&](const void* ptr, int64_t rows, int64_t heads, int64_t row_stride, int64_t head_stride,
+                        int64_t batch_stride) {
+    return sm90::tma_operand<const Element, kHeadDim>(ptr, rows, heads, a.batch, row_stride, head_stride, batch_stride);
   };
   const auto tile_q = cute::Shape<cute::Int<Cfg::kBlockM>, cute::Int<kHeadDim>>{};
   const auto tile_kv = cute::Shape<cute::Int<Cfg::kBlockN>, cute::Int<kHeadDim>>{};
+  const typename Cfg::SmemQ smem_q{};
+  const typename Cfg::SmemKVStage smem_kv{};
   sm90::FlashFwdSm90Args<Cfg> args{};
   args.p = p;
-  args.tma_q = cute::make_tma_copy(cute::SM90_TMA_LOAD{},
-                             operand(a.q, a.seqlen_q, a.heads, a.q_row_stride, a.q_head_stride, a.q_batch_stride),
-                             typename Cfg::SmemQ{}, tile_q, cute::_1{});
-  args.tma_k = cute::make_tma_copy(cute::SM90_TMA_LOAD{},
-                             operand(a.k, a.seqlen_k, a.kv_heads, a.k_row_stride, a.k_head_stride, a.k_batch_stride),
-                             typename Cfg::SmemKVStage{}, tile_kv, cute::_1{});
-  args.tma_v = cute::make_tma_copy(cute::SM90_TMA_LOAD{},
-                             operand(a.v, a.seqlen_k, a.kv_heads, a.v_row_stride, a.v_head_stride, a.v_batch_stride),
-                             typename Cfg::SmemKVStage{}, tile_kv, cute::_1{});
+  args.tma_q = cute::make_tma_copy(
+      cute::SM90_TMA_LOAD{}, load(a.q, a.seqlen_q, a.heads, a.q_row_stride, a.q_head_stride, a.q_batch_stride),
+      smem_q, tile_q, cute::_1{});
+  args.tma_k = cute::make_tma_copy(
+      cute::SM90_TMA_LOAD{}, load(a.k, a.seqlen_k, a.kv_heads, a.k_row_stride, a.k_head_stride, a.k_batch_stride),
+      smem_kv, tile_kv, cute::_1{});
+  args.tma_v = cute::make_tma_copy(
+      cute::SM90_TMA_LOAD{}, load(a.v, a.seqlen_k, a.kv_heads, a.v_row_stride, a.v_head_stride, a.v_batch_stride),
+      smem_kv, tile_kv, cute::_1{});
   // out is [B, S_q, H, d] contiguous.
-  const int64_t out_row = a.heads * kHeadDim;
-  args.tma_o = cute::make_tma_copy(cute::SM90_TMA_STORE{},
-                             sm90::make_gmem_operand(static_cast<Element*>(p.out), a.seqlen_q, kHeadDim, a.heads,
-                                                     a.batch, tma_stride(out_row, a.seqlen_q, kBytes),
-                                                     tma_stride(kHeadDim, a.heads, kBytes),
-                                                     tma_stride(a.seqlen_q * out_row, a.batch, kBytes)),
-                             typename Cfg::SmemQ{}, tile_q, cute::_1{});
+  args.tma_o = cute::make_tma_copy(
+      cute::SM90_TMA_STORE{},
+      sm90::tma_operand<Element, kHeadDim>(p.out, a.seqlen_q, a.heads, a.batch, a.heads * kHeadDim, kHeadDim,
+                                           a.seqlen_q * a.heads * kHeadDim),
+      smem_q, tile_q, cute::_1{});
 
   constexpr int kSmem = sizeof(typename Cfg::SharedStorage);
   auto kernel = sm90::flash_fwd_sm90_kernel<Cfg>;

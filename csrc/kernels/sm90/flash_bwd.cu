@@ -1,0 +1,76 @@
+// Launcher of the Hopper flash-attention backward: the portable row-dot pass, then the sm90
+// dK/dV kernel (one 384-thread CTA per 128-key tile, kv head and batch; it also adds dQ with
+// fp32 atomics when dq_accum is given), then the portable dq conversion or deterministic dq
+// pass. Instantiated for bf16/fp16 x d 64/128. CMake compiles it for sm_90a only (elsewhere
+// wgmma compiles to a trap); check-cuda requires HGMMA in its SASS.
+#include "flash_attn.h"
+#include "sm90/flash_bwd_kernel.cuh"
+#include "sm90/tma_operand.h"
+
+namespace headmix::kernels {
+namespace {
+
+template <typename Element, int kHeadDim>
+cudaError_t launch_dkdv(const FlashAttnBwdParams& p, cudaStream_t stream) {
+  using Cfg = sm90::FlashBwdSm90Config<Element, kHeadDim>;
+  const FlashAttnParams& a = p.attn;
+  const auto load = [&](const void* ptr, int64_t rows, int64_t heads, int64_t row_stride, int64_t head_stride,
+                        int64_t batch_stride) {
+    return sm90::tma_operand<const Element, kHeadDim>(ptr, rows, heads, a.batch, row_stride, head_stride, batch_stride);
+  };
+  const auto store = [&](void* ptr) {  // dk, dv: [B, S_k, H_kv, d] contiguous
+    return sm90::tma_operand<Element, kHeadDim>(ptr, a.seqlen_k, a.kv_heads, a.batch, a.kv_heads * kHeadDim,
+                                                kHeadDim, a.seqlen_k * a.kv_heads * kHeadDim);
+  };
+  const auto tile_q = cute::Shape<cute::Int<Cfg::kBlockM>, cute::Int<kHeadDim>>{};
+  const auto tile_kv = cute::Shape<cute::Int<Cfg::kBlockN>, cute::Int<kHeadDim>>{};
+  const typename Cfg::SmemQdOStage smem_q{};
+  const typename Cfg::SmemKV smem_kv{};
+  sm90::FlashBwdSm90Args<Cfg> args{};
+  args.p = p;
+  args.tma_q = cute::make_tma_copy(
+      cute::SM90_TMA_LOAD{}, load(a.q, a.seqlen_q, a.heads, a.q_row_stride, a.q_head_stride, a.q_batch_stride),
+      smem_q, tile_q, cute::_1{});
+  args.tma_dout = cute::make_tma_copy(
+      cute::SM90_TMA_LOAD{},
+      load(p.dout, a.seqlen_q, a.heads, p.dout_row_stride, p.dout_head_stride, p.dout_batch_stride), smem_q, tile_q,
+      cute::_1{});
+  args.tma_k = cute::make_tma_copy(
+      cute::SM90_TMA_LOAD{}, load(a.k, a.seqlen_k, a.kv_heads, a.k_row_stride, a.k_head_stride, a.k_batch_stride),
+      smem_kv, tile_kv, cute::_1{});
+  args.tma_v = cute::make_tma_copy(
+      cute::SM90_TMA_LOAD{}, load(a.v, a.seqlen_k, a.kv_heads, a.v_row_stride, a.v_head_stride, a.v_batch_stride),
+      smem_kv, tile_kv, cute::_1{});
+  args.tma_dk = cute::make_tma_copy(cute::SM90_TMA_STORE{}, store(p.dk), smem_kv, tile_kv, cute::_1{});
+  args.tma_dv = cute::make_tma_copy(cute::SM90_TMA_STORE{}, store(p.dv), smem_kv, tile_kv, cute::_1{});
+
+  constexpr int kSmem = sizeof(typename Cfg::SharedStorage);
+  auto kernel = sm90::flash_bwd_sm90_kernel<Cfg>;
+  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  if (err != cudaSuccess) return err;
+  const dim3 grid(unsigned((a.seqlen_k + Cfg::kBlockN - 1) / Cfg::kBlockN), unsigned(a.kv_heads), unsigned(a.batch));
+  kernel<<<grid, Cfg::kThreads, kSmem, stream>>>(args);
+  return cudaGetLastError();
+}
+
+template <typename Element>
+cudaError_t launch_dkdv_dim(const FlashAttnBwdParams& p, cudaStream_t stream) {
+  return p.attn.head_dim == 64 ? launch_dkdv<Element, 64>(p, stream) : launch_dkdv<Element, 128>(p, stream);
+}
+
+}  // namespace
+
+cudaError_t launch_flash_attn_bwd_sm90(const FlashAttnBwdParams& p, cudaStream_t stream) {
+  const FlashAttnParams& a = p.attn;
+  if (!flash_attn_portable_supports(a.dtype, a.head_dim)) return cudaErrorInvalidValue;
+  // TMA descriptors cannot describe empty operands; the portable backward handles them.
+  if (a.batch * a.heads * a.seqlen_q * a.seqlen_k == 0) return launch_flash_attn_bwd_portable(p, stream);
+  cudaError_t err = launch_flash_attn_bwd_row_dot(p, stream);
+  if (err == cudaSuccess) {
+    err = a.dtype == DType::kBFloat16 ? launch_dkdv_dim<cutlass::bfloat16_t>(p, stream)
+                                      : launch_dkdv_dim<cutlass::half_t>(p, stream);
+  }
+  return err == cudaSuccess ? launch_flash_attn_bwd_dq_finish(p, stream) : err;
+}
+
+}  // namespace headmix::kernels
