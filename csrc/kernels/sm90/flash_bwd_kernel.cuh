@@ -19,6 +19,9 @@
 // deterministic mode (dq_accum == null) the dQ part is skipped and the portable dq pass runs
 // after this kernel. Epilogue: dK * scale and dV through shared memory to one TMA store each
 // (rows past S_k clipped). The launcher runs the row-dot pass before and the dq conversion after.
+// Registers bound the schedule at d = 128: dK and dV take 128 of a consumer thread's 240, so
+// dP^T is issued after P's exponentials and dQ after the dK/dV products, not alongside them
+// (overlapping either spills). A 2-stage Q/dO pipeline still hides the loads.
 #include <cutlass/arch/barrier.h>
 #include <cutlass/arch/reg_reconfig.h>
 #include <cutlass/pipeline/sm90_pipeline.hpp>
