@@ -7,20 +7,16 @@
 //    (P reused in P V) matches the MMA's own A partition value for value;
 //  - each transposed shared-memory view is the exact transpose of its tile.
 #include <algorithm>
-#include <cstdio>
 #include <random>
 
 #include "sm80/flash_bwd_kernel.cuh"
 #include "sm80/flash_fwd_kernel.cuh"
+#include "host_check.h"
 
 using namespace cute;
+using host_check::check_transposed;
+using host_check::expect;
 using namespace headmix::kernels;
-
-static int failures = 0;
-
-static void expect(bool ok, const char* what) {
-  if (!ok && failures++ < 10) std::printf("flash_layouts: FAILED %s\n", what);
-}
 
 static void check_band(std::mt19937& rng) {
   for (int trial = 0; trial < 2000; ++trial) {
@@ -106,24 +102,6 @@ static void check_accumulator() {
   }
 }
 
-// tile (rows, cols[, stages]) against transposed (cols, rows[, stages]); kStages 0 = no stage mode.
-template <class Tile, class Transposed, int kStages>
-static void check_transposed() {
-  const Tile tile{};
-  const Transposed transposed{};
-  for (int s = 0; s < std::max(kStages, 1); ++s) {
-    for (int i = 0; i < size<0>(tile); ++i) {
-      for (int j = 0; j < size<1>(tile); ++j) {
-        if constexpr (kStages == 0) {
-          expect(tile(i, j) == transposed(j, i), "transposed smem view");
-        } else {
-          expect(tile(i, j, s) == transposed(j, i, s), "transposed smem view");
-        }
-      }
-    }
-  }
-}
-
 int main() {
   std::mt19937 rng(1);
   check_band(rng);
@@ -139,6 +117,5 @@ int main() {
   check_transposed<Bwd128::SmemStream, Bwd128::SmemStreamT, Bwd128::kStages>();
   check_transposed<Bwd64::SmemFixed, Bwd64::SmemFixedT, 0>();
   check_transposed<Bwd128::SmemScores, Bwd128::SmemScoresT, 0>();
-  std::printf("flash_layouts: %s\n", failures ? "FAILED" : "OK");
-  return failures ? 1 : 0;
+  return host_check::finish("flash_layouts");
 }

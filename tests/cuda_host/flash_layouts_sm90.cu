@@ -6,19 +6,15 @@
 //    dK += dS^T Q) match the RS tiled MMA's own A partition value for value;
 //  - every transposed shared-memory view (V^T; Q^T, dO^T; K^T; dS from dS^T) is the exact
 //    transpose of the tile TMA or stmatrix writes.
-#include <cstdio>
 
 #include "sm90/flash_bwd_kernel.cuh"
 #include "sm90/flash_fwd_kernel.cuh"
+#include "host_check.h"
 
 using namespace cute;
+using host_check::check_transposed;
+using host_check::expect;
 using namespace headmix::kernels;
-
-static int failures = 0;
-
-static void expect(bool ok, const char* what) {
-  if (!ok && failures++ < 10) std::printf("flash_layouts_sm90: FAILED %s\n", what);
-}
 
 template <class TiledMma, int kM, int kN>
 static void check_rows_cols(int threads) {
@@ -49,24 +45,6 @@ static void check_rows_cols(int threads) {
           for (int c = 0; c < size<1>(other_rc); ++c) ++seen[get<1>(other_rc(r, c))];
         }
         for (int c = 0; c < kN; ++c) expect(seen[c] == 1, "a quad holds whole rows");
-      }
-    }
-  }
-}
-
-// tile (rows, cols[, stages]) against transposed (cols, rows[, stages]); kStages 0 = no stage mode.
-template <class Tile, class Transposed, int kStages>
-static void check_transposed() {
-  const Tile tile{};
-  const Transposed transposed{};
-  for (int s = 0; s < (kStages > 0 ? kStages : 1); ++s) {
-    for (int i = 0; i < size<0>(tile); ++i) {
-      for (int j = 0; j < size<1>(tile); ++j) {
-        if constexpr (kStages == 0) {
-          expect(tile(i, j) == transposed(j, i), "transposed smem view");
-        } else {
-          expect(tile(i, j, s) == transposed(j, i, s), "transposed smem view");
-        }
       }
     }
   }
@@ -119,6 +97,5 @@ int main() {
   check_forward<sm90::FlashFwdSm90Config<cutlass::half_t, 128>>();
   check_backward<sm90::FlashBwdSm90Config<cutlass::bfloat16_t, 64>>();
   check_backward<sm90::FlashBwdSm90Config<cutlass::half_t, 128>>();
-  std::printf("flash_layouts_sm90: %s\n", failures ? "FAILED" : "OK");
-  return failures ? 1 : 0;
+  return host_check::finish("flash_layouts_sm90");
 }

@@ -5,7 +5,7 @@
 // wgmma compiles to a trap); check-cuda requires HGMMA in its SASS.
 #include "flash_attn.h"
 #include "sm90/flash_bwd_kernel.cuh"
-#include "sm90/tma_operand.h"
+#include "sm90/launch.h"
 
 namespace headmix::kernels {
 namespace {
@@ -44,18 +44,8 @@ cudaError_t launch_dkdv(const FlashAttnBwdParams& p, cudaStream_t stream) {
   args.tma_dk = cute::make_tma_copy(cute::SM90_TMA_STORE{}, store(p.dk), smem_kv, tile_kv, cute::_1{});
   args.tma_dv = cute::make_tma_copy(cute::SM90_TMA_STORE{}, store(p.dv), smem_kv, tile_kv, cute::_1{});
 
-  constexpr int kSmem = sizeof(typename Cfg::SharedStorage);
-  auto kernel = sm90::flash_bwd_sm90_kernel<Cfg>;
-  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-  if (err != cudaSuccess) return err;
   const dim3 grid(unsigned((a.seqlen_k + Cfg::kBlockN - 1) / Cfg::kBlockN), unsigned(a.kv_heads), unsigned(a.batch));
-  kernel<<<grid, Cfg::kThreads, kSmem, stream>>>(args);
-  return cudaGetLastError();
-}
-
-template <typename Element>
-cudaError_t launch_dkdv_dim(const FlashAttnBwdParams& p, cudaStream_t stream) {
-  return p.attn.head_dim == 64 ? launch_dkdv<Element, 64>(p, stream) : launch_dkdv<Element, 128>(p, stream);
+  return sm90::launch_kernel<Cfg>(sm90::flash_bwd_sm90_kernel<Cfg>, grid, args, stream);
 }
 
 }  // namespace
@@ -67,8 +57,9 @@ cudaError_t launch_flash_attn_bwd_sm90(const FlashAttnBwdParams& p, cudaStream_t
   if (a.batch * a.heads * a.seqlen_q * a.seqlen_k == 0) return launch_flash_attn_bwd_portable(p, stream);
   cudaError_t err = launch_flash_attn_bwd_row_dot(p, stream);
   if (err == cudaSuccess) {
-    err = a.dtype == DType::kBFloat16 ? launch_dkdv_dim<cutlass::bfloat16_t>(p, stream)
-                                      : launch_dkdv_dim<cutlass::half_t>(p, stream);
+    err = sm90::with_element_and_head_dim(a.dtype, a.head_dim, [&](auto element, auto head_dim) {
+      return launch_dkdv<decltype(element), decltype(head_dim)::value>(p, stream);
+    });
   }
   return err == cudaSuccess ? launch_flash_attn_bwd_dq_finish(p, stream) : err;
 }

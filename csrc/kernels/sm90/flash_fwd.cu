@@ -4,7 +4,7 @@
 // compiles to a trap); check-cuda requires HGMMA in its SASS.
 #include "flash_attn.h"
 #include "sm90/flash_fwd_kernel.cuh"
-#include "sm90/tma_operand.h"
+#include "sm90/launch.h"
 
 namespace headmix::kernels {
 namespace {
@@ -39,18 +39,8 @@ cudaError_t launch_fwd(const FlashAttnFwdParams& p, cudaStream_t stream) {
                                            a.seqlen_q * a.heads * kHeadDim),
       smem_q, tile_q, cute::_1{});
 
-  constexpr int kSmem = sizeof(typename Cfg::SharedStorage);
-  auto kernel = sm90::flash_fwd_sm90_kernel<Cfg>;
-  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-  if (err != cudaSuccess) return err;
   const dim3 grid(unsigned((a.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM), unsigned(a.heads), unsigned(a.batch));
-  kernel<<<grid, Cfg::kThreads, kSmem, stream>>>(args);
-  return cudaGetLastError();
-}
-
-template <typename Element>
-cudaError_t launch_fwd_dim(const FlashAttnFwdParams& p, cudaStream_t stream) {
-  return p.attn.head_dim == 64 ? launch_fwd<Element, 64>(p, stream) : launch_fwd<Element, 128>(p, stream);
+  return sm90::launch_kernel<Cfg>(sm90::flash_fwd_sm90_kernel<Cfg>, grid, args, stream);
 }
 
 }  // namespace
@@ -60,8 +50,9 @@ cudaError_t launch_flash_attn_fwd_sm90(const FlashAttnFwdParams& p, cudaStream_t
   if (p.attn.batch * p.attn.heads * p.attn.seqlen_q == 0) return cudaSuccess;
   // A TMA descriptor cannot describe an empty K/V; the portable kernel writes O = 0, lse = -inf.
   if (p.attn.seqlen_k == 0) return launch_flash_attn_fwd_portable(p, stream);
-  return p.attn.dtype == DType::kBFloat16 ? launch_fwd_dim<cutlass::bfloat16_t>(p, stream)
-                                          : launch_fwd_dim<cutlass::half_t>(p, stream);
+  return sm90::with_element_and_head_dim(p.attn.dtype, p.attn.head_dim, [&](auto element, auto head_dim) {
+    return launch_fwd<decltype(element), decltype(head_dim)::value>(p, stream);
+  });
 }
 
 }  // namespace headmix::kernels
