@@ -42,9 +42,11 @@ struct FlashBwdSm90Config {
   static constexpr int kBlockN = 64 * kConsumerWarpGroups;  // keys of a CTA
   static constexpr int kBlockM = 64;                         // queries of a streamed tile
   static constexpr int kStages = 2;
-  // Registers per thread after setmaxnreg: 32 + 2 x 240 (x 128 threads) is the whole 64K file.
-  static constexpr int kProducerRegisters = 32;
+  // Registers per thread after setmaxnreg: 24 + 2 x 240 = 3 x 168, the launch's share; d = 128
+  // needs all 240 in the consumers.
+  static constexpr int kProducerRegisters = 24;
   static constexpr int kConsumerRegisters = 240;
+  static_assert(register_split_fits<kThreads, kProducerRegisters, kConsumerRegisters, kConsumerWarpGroups>());
 
   using SmemKV = SmemTile<Element, kBlockN, kHeadDim>;                       // (BLK_N,d); dK/dV after
   using SmemKt = SmemTileT<Element, kBlockN, kHeadDim>;                      // (d,BLK_N)
@@ -156,7 +158,8 @@ __device__ __forceinline__ void load_bwd_tiles(const FlashBwdSm90Args<Cfg>& args
     auto [tQgQ, tQsQ] = tma_partition(args.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
     auto [tdOgdO, tdOsdO] =
         tma_partition(args.tma_dout, _0{}, Layout<_1>{}, group_modes<0, 2>(sdO), group_modes<0, 2>(gdO));
-    for (int m_block = t.m_block_begin; m_block < t.m_block_end; ++m_block) {
+    const BwdTile<Cfg> tile(a, AttnBand(a));  // rebuilt per head: the producer has 24 registers
+    for (int m_block = tile.m_block_begin; m_block < tile.m_block_end; ++m_block) {
       pipeline.producer_acquire(write);
       auto& full = *pipeline.producer_get_barrier(write);
       copy(args.tma_q.with(full, 0), tQgQ(_, m_block), tQsQ(_, write.index()));

@@ -12,6 +12,18 @@ namespace headmix::kernels::sm90 {
 
 using namespace cute;
 
+// ---- warp specialisation ----
+
+// setmaxnreg only moves registers between the warps of a CTA: the launch grants every thread
+// 64K / threads registers (in steps of 8, with __launch_bounds__(threads, 1)), so whatever the
+// consumers raise to, the producer must give up. A split that does not add up hangs at launch.
+template <int kThreads, int kProducerRegisters, int kConsumerRegisters, int kConsumerWarpGroups>
+constexpr bool register_split_fits() {
+  constexpr int kLaunch = 65536 / kThreads / 8 * 8;
+  return kProducerRegisters + kConsumerWarpGroups * kConsumerRegisters <= (1 + kConsumerWarpGroups) * kLaunch &&
+         kProducerRegisters % 8 == 0 && kConsumerRegisters % 8 == 0;
+}
+
 // ---- shared-memory layouts ----
 
 // (kRows, kCols[, kStages]) tiles with kCols contiguous, tiled from 8 x 64 atoms with the

@@ -37,10 +37,11 @@ struct FlashFwdSm90Config {
   static constexpr int kBlockM = 64 * kConsumerWarpGroups;  // query rows of a CTA
   static constexpr int kBlockN = 128;                        // keys of a tile
   static constexpr int kStages = 2;
-  // Registers per thread after setmaxnreg: 32 + 2 x 240 (x 128 threads) is the whole 64K
-  // register file; the producer's address arithmetic spills below 32.
-  static constexpr int kProducerRegisters = 32;
-  static constexpr int kConsumerRegisters = 240;
+  // Registers per thread after setmaxnreg: 40 + 2 x 232 = 3 x 168, the launch's share; the
+  // producer's address arithmetic spills below 32.
+  static constexpr int kProducerRegisters = 40;
+  static constexpr int kConsumerRegisters = 232;
+  static_assert(register_split_fits<kThreads, kProducerRegisters, kConsumerRegisters, kConsumerWarpGroups>());
 
   using SmemQ = SmemTile<Element, kBlockM, kHeadDim>;                  // (BLK_M,d); also O
   using SmemKV = SmemStages<Element, kBlockN, kHeadDim, kStages>;      // (BLK_N,d,STAGE)
