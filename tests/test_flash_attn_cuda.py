@@ -116,6 +116,18 @@ def test_strided_and_misaligned_inputs():
         assert_within_2x_pytorch_error((out, lse), expected, exact, "strided / misaligned")
 
 
+def test_expanded_kv_heads():
+    """k/v broadcast over heads with expand() (stride 0): the binding copies them."""
+    q = torch.randn(1, 130, 4, 64, device="cuda", dtype=torch.float16)
+    k, v = (torch.randn(1, 130, 1, 64, device="cuda", dtype=torch.float16) for _ in range(2))
+    k_wide, v_wide = k.expand(-1, -1, 4, -1), v.expand(-1, -1, 4, -1)
+    assert k_wide.stride(2) == 0
+    out, lse = torch.ops.headmix.flash_attn_fwd(q, k_wide, v_wide, None, True, -1, -1)
+    expected_out, expected_lse = torch.ops.headmix.flash_attn_fwd(q, k, v, None, True, -1, -1)  # GQA, same math
+    torch.testing.assert_close(out, expected_out)
+    torch.testing.assert_close(lse, expected_lse)
+
+
 def test_unsupported_inputs_get_clear_errors():
     q = torch.randn(1, 8, 2, 96, device="cuda", dtype=torch.bfloat16)
     with pytest.raises(RuntimeError, match=r"q must be \[B, S_q, H, d\] with d in \{64, 128\} on CUDA"):

@@ -35,12 +35,15 @@ void check_portable(const AttnDims& dims, const at::Tensor& q, const at::Tensor&
 
 // The kernels move 16-byte vectors of `dtype` along a contiguous last dim: the base pointer
 // and every stride of a dim that is actually stepped must be 16-byte aligned, otherwise the
-// tensor is copied (contiguous).
+// tensor is copied (contiguous). A stepped dim with stride 0 (an expand()ed tensor) is copied
+// too: a TMA descriptor cannot express it.
 at::Tensor aligned_operand(const at::Tensor& t, at::ScalarType dtype) {
   if (t.scalar_type() != dtype) return t.to(dtype).contiguous();
   const int64_t vec = 16 / t.element_size();
   bool aligned = reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 && t.stride(3) == 1;
-  for (int64_t d = 0; d < 3; ++d) aligned = aligned && (t.size(d) <= 1 || t.stride(d) % vec == 0);
+  for (int64_t d = 0; d < 3; ++d) {
+    aligned = aligned && (t.size(d) <= 1 || (t.stride(d) != 0 && t.stride(d) % vec == 0));
+  }
   return aligned ? t : t.clone(at::MemoryFormat::Contiguous);
 }
 
