@@ -1,11 +1,19 @@
 // Launcher of the Hopper flash-attention backward: the portable row-dot pass, then the sm90
 // dK/dV kernel (one 384-thread CTA per 128-key tile, kv head and batch; it also adds dQ with
 // fp32 atomics when dq_accum is given), then the portable dq conversion or deterministic dq
-// pass. Instantiated for bf16/fp16 x d 64/128. CMake compiles it for sm_90a only (elsewhere
-// wgmma compiles to a trap); check-cuda requires HGMMA in its SASS.
+// pass. Instantiated for bf16/fp16 x d 64/128. CMake compiles it for sm_90a only; check-cuda
+// requires HGMMA in its SASS.
 #include "flash_attn.h"
 #include "sm90/flash_bwd_kernel.cuh"
 #include "sm90/launch.h"
+
+// Built for any other arch, wgmma and setmaxnreg would compile to traps. The test is on
+// __CUDA_ARCH__ rather than CUTE_ARCH_MMA_SM90A_ENABLED because nvcc 13's -arch=sm_90a also
+// runs a plain compute_90 pass for its embedded PTX, which an sm_90 GPU never picks over the
+// sm_90a SASS.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ != 900
+#error "sm90/flash_bwd.cu is for sm_90a only"
+#endif
 
 namespace headmix::kernels {
 namespace {

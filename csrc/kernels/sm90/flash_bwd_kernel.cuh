@@ -67,6 +67,9 @@ struct FlashBwdSm90Config {
                            GMMA::Major::MN>(),
       Layout<Shape<_1, Int<kConsumerWarpGroups>, _1>>{}));
 
+  // stmatrix of 16-bit accumulator tiles: dS^T for dQ, dK and dV in the epilogue.
+  using StsAtom = Copy_Atom<SM90_U32x4_STSM_N, Element>;
+
   using TmaQdO = TmaCopy<SM90_TMA_LOAD, const Element, SmemQdOStage, kBlockM, kHeadDim>;
   using TmaKV = TmaCopy<SM90_TMA_LOAD, const Element, SmemKV, kBlockN, kHeadDim>;
   using TmaDkDv = TmaCopy<SM90_TMA_STORE, Element, SmemKV, kBlockN, kHeadDim>;
@@ -105,10 +108,9 @@ struct BwdTile {
   int n_begin;                       // first key
   int m_block_begin, m_block_end;    // query tiles [begin, end) of every head of the group
 
-  __device__ BwdTile(const FlashAttnParams& a, const AttnBand& band) {
-    n_block = blockIdx.x;
-    kv_head = blockIdx.y;
-    batch = blockIdx.z;
+  // Host-callable so tests/cuda_host checks these ranges against the band's definition.
+  __host__ __device__ BwdTile(const FlashAttnParams& a, const AttnBand& band, int n_block_, int kv_head_, int batch_)
+      : n_block(n_block_), kv_head(kv_head_), batch(batch_) {
     const int group = int(a.heads) / int(a.kv_heads);
     head_begin = kv_head * group;
     head_end = head_begin + group;
@@ -119,6 +121,12 @@ struct BwdTile {
     m_block_end = queries.y > queries.x ? (queries.y + Cfg::kBlockM - 1) / Cfg::kBlockM : m_block_begin;
   }
 };
+
+// Grid: (key tiles, kv heads, batch).
+template <class Cfg>
+__device__ __forceinline__ BwdTile<Cfg> this_cta_tile(const FlashAttnParams& a) {
+  return BwdTile<Cfg>(a, AttnBand(a), int(blockIdx.x), int(blockIdx.y), int(blockIdx.z));
+}
 
 template <class Tma>
 __device__ __forceinline__ auto bwd_tma_tensor(const Tma& tma, int64_t rows, int64_t head_dim, int64_t heads,
@@ -158,7 +166,7 @@ __device__ __forceinline__ void load_bwd_tiles(const FlashBwdSm90Args<Cfg>& args
     auto [tQgQ, tQsQ] = tma_partition(args.tma_q, _0{}, Layout<_1>{}, group_modes<0, 2>(sQ), group_modes<0, 2>(gQ));
     auto [tdOgdO, tdOsdO] =
         tma_partition(args.tma_dout, _0{}, Layout<_1>{}, group_modes<0, 2>(sdO), group_modes<0, 2>(gdO));
-    const BwdTile<Cfg> tile(a, AttnBand(a));  // rebuilt per head: the producer has 24 registers
+    const BwdTile<Cfg> tile = this_cta_tile<Cfg>(a);  // rebuilt per head: the producer has 24 registers
     for (int m_block = tile.m_block_begin; m_block < tile.m_block_end; ++m_block) {
       pipeline.producer_acquire(write);
       auto& full = *pipeline.producer_get_barrier(write);
@@ -228,7 +236,7 @@ __device__ __forceinline__ void accumulate_and_store(const FlashBwdSm90Args<Cfg>
   Tensor acc_dk = partition_fragment_C(mma_dkdv, tile_kv);                                    // (MMA,MMA_M,MMA_N)
   Tensor acc_dv = partition_fragment_C(mma_dkdv, tile_kv);                                    // (MMA,MMA_M,MMA_N)
   Tensor acc_dq = partition_fragment_C(mma_dq, tile_dq);                                      // (MMA,MMA_M,MMA_N)
-  auto sts_ds = make_tiled_copy_C(Copy_Atom<SM90_U32x4_STSM_N, Element>{}, mma_kq);
+  auto sts_ds = make_tiled_copy_C(typename Cfg::StsAtom{}, mma_kq);
   auto sts_ds_thr = sts_ds.get_thread_slice(thread);
   Tensor tSsDsT = sts_ds_thr.partition_D(sDsT);                                               // (CPY,CPY_N,CPY_M)
   clear(acc_dk);
@@ -310,7 +318,7 @@ __device__ __forceinline__ void accumulate_and_store(const FlashBwdSm90Args<Cfg>
   for (int e = 0; e < size(acc_dk); ++e) acc_dk(e) *= a.scale;
   Tensor rdK = convert_fragment<Element>(acc_dk);                                            // (MMA,MMA_M,MMA_N)
   Tensor rdV = convert_fragment<Element>(acc_dv);                                            // (MMA,MMA_M,MMA_N)
-  auto sts_kv = make_tiled_copy_C(Copy_Atom<SM90_U32x4_STSM_N, Element>{}, mma_dkdv);
+  auto sts_kv = make_tiled_copy_C(typename Cfg::StsAtom{}, mma_dkdv);
   auto sts_kv_thr = sts_kv.get_thread_slice(thread);
   cutlass::arch::NamedBarrier::sync(kConsumers, kEpilogueBarrier);
   copy(sts_kv, sts_kv_thr.retile_S(rdK), sts_kv_thr.partition_D(sK));
@@ -358,11 +366,10 @@ __global__ void __launch_bounds__(Cfg::kThreads, 1) flash_bwd_sm90_kernel(const 
   // launch's 168 registers.
   if (warp_group == 0) {
     cutlass::arch::warpgroup_reg_dealloc<Cfg::kProducerRegisters>();
-    if (threadIdx.x == 0) load_bwd_tiles(args, smem, BwdTile<Cfg>(args.p.attn, AttnBand(args.p.attn)), pipeline);
+    if (threadIdx.x == 0) load_bwd_tiles(args, smem, this_cta_tile<Cfg>(args.p.attn), pipeline);
   } else {
     cutlass::arch::warpgroup_reg_alloc<Cfg::kConsumerRegisters>();
-    accumulate_and_store(args, smem, BwdTile<Cfg>(args.p.attn, AttnBand(args.p.attn)), pipeline,
-                         int(threadIdx.x) - 128);
+    accumulate_and_store(args, smem, this_cta_tile<Cfg>(args.p.attn), pipeline, int(threadIdx.x) - 128);
   }
 }
 
