@@ -1,11 +1,11 @@
 #pragma once
-// Helpers shared by the CUDA bindings: architecture gate and dtype mapping.
+// The CUDA bindings' architecture gate.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 
 #include <string>
 
-#include "kernels/params.h"
+#include "cuda/kernel_dtype.h"
 
 namespace headmix::cuda {
 
@@ -38,15 +38,6 @@ inline void require_kernel_arch(const at::Device& device, const char* op) {
               "HEADMIX_CUDA_ARCHS = '", HEADMIX_BUILD_ARCHS, "' but the GPU is sm_", props->major,
               props->minor, " (", props->name, "); rebuild with HEADMIX_CUDA_ARCHS including '",
               props->major, props->minor, "'");
-}
-
-inline kernels::DType kernel_dtype(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return kernels::DType::kFloat32;
-    case at::kHalf: return kernels::DType::kFloat16;
-    case at::kBFloat16: return kernels::DType::kBFloat16;
-    default: TORCH_CHECK(false, "headmix CUDA kernels take float32, float16 or bfloat16, got ", t);
-  }
 }
 
 }  // namespace headmix::cuda

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "checks.h"
+#include "cuda/kernel_dtype.h"
 #include "kernels/params.h"
 
 namespace headmix::cuda {
@@ -35,11 +36,7 @@ inline kernels::KvCacheAppendParams kv_cache_append_params(
   p.v_cache = v_cache.data_ptr();
   p.cache_seqlens = cache_seqlens.data_ptr<int>();
   p.pos = pos ? pos->data_ptr<int>() : nullptr;
-  switch (k_new.scalar_type()) {
-    case at::kBFloat16: p.dtype = kernels::DType::kBFloat16; break;
-    case at::kHalf: p.dtype = kernels::DType::kFloat16; break;
-    default: p.dtype = kernels::DType::kFloat32; break;
-  }
+  p.dtype = kernel_dtype(k_new.scalar_type());
   p.batch = dims.batch;
   p.new_rows = k_new.size(1);
   p.cache_heads = dims.cache_heads;

@@ -7,51 +7,19 @@
 #include "checks.h"
 #include "cpu/mix_heads.h"
 #include "cuda/device.h"
+#include "cuda/mix_heads_params.h"
 #include "kernels/mix_heads.h"
 #include "registration.h"
 
 namespace headmix::cuda {
 namespace {
 
-// Holds the fp32 contiguous tables the kernels read, alive until the launch is queued.
-struct RopeTables {
-  at::Tensor cos, sin;
-  kernels::RopeParams params{};
-  RopeTables(const std::optional<at::Tensor>& c, const std::optional<at::Tensor>& s, int64_t pseudo,
-             int64_t pos_offset) {
-    params.pseudo = pseudo;
-    params.pos_offset = pos_offset;
-    if (!c) return;
-    cos = c->contiguous();
-    sin = s->contiguous();
-    params.cos = cos.data_ptr<float>();
-    params.sin = sin.data_ptr<float>();
-    params.rotary_half = cos.size(1);
-  }
-};
-
 // y = mix of x ([B, N, H_in, d]) into `heads_out` heads, w given as fp32 with its strides.
 at::Tensor launch_mix(const at::Tensor& x, const at::Tensor& w32, int64_t heads_out,
                       int64_t w_in_stride, int64_t w_out_stride, const RopeTables& rope,
                       bool rotate_inputs) {
   auto y = at::empty({x.size(0), x.size(1), heads_out, x.size(3)}, x.options());
-  kernels::MixHeadsParams params{};
-  params.x = x.data_ptr();
-  params.w = w32.data_ptr<float>();
-  params.y = y.data_ptr();
-  params.dtype = kernel_dtype(x.scalar_type());
-  params.batch = x.size(0);
-  params.tokens = x.size(1);
-  params.heads_in = x.size(2);
-  params.heads_out = heads_out;
-  params.head_dim = x.size(3);
-  params.x_batch_stride = x.stride(0);
-  params.x_token_stride = x.stride(1);
-  params.x_head_stride = x.stride(2);
-  params.w_in_stride = w_in_stride;
-  params.w_out_stride = w_out_stride;
-  params.rope = rope.params;
-  params.rotate_inputs = rotate_inputs;
+  const auto params = mix_heads_params(x, w32, y, w_in_stride, w_out_stride, rope, rotate_inputs);
   C10_CUDA_CHECK(kernels::launch_mix_heads_portable(params, at::cuda::getCurrentCUDAStream()));
   return y;
 }
@@ -64,25 +32,7 @@ at::Tensor launch_dw(const at::Tensor& grad, const at::Tensor& x, int64_t heads_
   const auto f32 = x.options().dtype(at::kFloat);
   auto partial = at::empty({chunks, x.size(2), heads_out}, f32);
   auto dw = at::empty({x.size(2), heads_out}, f32);
-  kernels::MixHeadsWeightGradParams params{};
-  params.x = x.data_ptr();
-  params.grad = grad.data_ptr();
-  params.partial = partial.data_ptr<float>();
-  params.dw = dw.data_ptr<float>();
-  params.dtype = kernel_dtype(x.scalar_type());
-  params.batch = x.size(0);
-  params.tokens = x.size(1);
-  params.heads_in = x.size(2);
-  params.heads_out = heads_out;
-  params.head_dim = x.size(3);
-  params.x_batch_stride = x.stride(0);
-  params.x_token_stride = x.stride(1);
-  params.x_head_stride = x.stride(2);
-  params.grad_batch_stride = grad.stride(0);
-  params.grad_token_stride = grad.stride(1);
-  params.grad_head_stride = grad.stride(2);
-  params.chunks = chunks;
-  params.rope = rope.params;
+  const auto params = mix_heads_dw_params(grad, x, partial, dw, rope);
   C10_CUDA_CHECK(kernels::launch_mix_heads_dw_portable(params, at::cuda::getCurrentCUDAStream()));
   return dw;
 }

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "checks.h"
+#include "cuda/kernel_dtype.h"
 #include "kernels/params.h"
 #include "kernels/vhead_decode_plan.h"
 
@@ -58,7 +59,7 @@ inline kernels::VheadDecodeParams vhead_decode_params(
     p.partial_out = scratch.data_ptr<float>();
     p.partial_lse = p.partial_out + partial_rows * dims.head_dim;
   }
-  p.dtype = q.scalar_type() == at::kBFloat16 ? kernels::DType::kBFloat16 : kernels::DType::kFloat16;
+  p.dtype = kernel_dtype(q.scalar_type());
   p.w_fp32 = operands.w_fp32;
   p.batch = dims.batch;
   p.seqlen_q = dims.seqlen_q;

@@ -2,6 +2,7 @@
 // per 64-key tile, kv head and batch; with dq_accum it also adds dq with fp32 atomics), then
 // either the dq conversion (atomic mode) or the deterministic dq pass (one CTA per 64-query
 // tile, head and batch). Instantiated for bf16/fp16 x d 64/128.
+#include "common/launch.cuh"
 #include "flash_attn.h"
 #include "sm80/flash_bwd_elementwise.cuh"
 #include "sm80/flash_bwd_kernel.cuh"
@@ -11,24 +12,13 @@ namespace {
 
 int64_t blocks_for(int64_t threads, int block) { return (threads + block - 1) / block; }
 
-template <class Kernel>
-cudaError_t launch_with_smem(Kernel kernel, dim3 grid, int threads, int smem, const FlashAttnBwdParams& p,
-                             cudaStream_t stream) {
-  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  if (err != cudaSuccess) return err;
-  kernel<<<grid, threads, smem, stream>>>(p);
-  return cudaGetLastError();
-}
-
 template <typename T, int kHeadDim>
 cudaError_t launch_row_dot(const FlashAttnBwdParams& p, cudaStream_t stream) {
   const FlashAttnParams& a = p.attn;
   const int64_t rows = a.batch * a.seqlen_q * a.heads;
-  if (rows > 0) {
-    flash_bwd_row_dot_kernel<T, kHeadDim>
-        <<<unsigned(blocks_for(rows * 32, kRowDotThreads)), kRowDotThreads, 0, stream>>>(p);
-  }
-  return cudaGetLastError();
+  if (rows == 0) return cudaSuccess;
+  return launch_kernel(flash_bwd_row_dot_kernel<T, kHeadDim>, unsigned(blocks_for(rows * 32, kRowDotThreads)),
+                       kRowDotThreads, 0, stream, p);
 }
 
 template <typename T, int kHeadDim>
@@ -37,8 +27,8 @@ cudaError_t launch_dkdv(const FlashAttnBwdParams& p, cudaStream_t stream) {
   const FlashAttnParams& a = p.attn;
   if (a.batch * a.kv_heads * a.seqlen_k == 0) return cudaSuccess;
   const dim3 grid(unsigned(blocks_for(a.seqlen_k, Cfg::kBlockN)), unsigned(a.kv_heads), unsigned(a.batch));
-  return launch_with_smem(sm80::flash_bwd_dkdv_kernel<Cfg>, grid, Cfg::kThreads,
-                          int(sizeof(typename Cfg::DkDvStorage)), p, stream);
+  return launch_kernel(sm80::flash_bwd_dkdv_kernel<Cfg>, grid, Cfg::kThreads, sizeof(typename Cfg::DkDvStorage),
+                       stream, p);
 }
 
 template <typename T, int kHeadDim>
@@ -46,16 +36,15 @@ cudaError_t launch_dq_finish(const FlashAttnBwdParams& p, cudaStream_t stream) {
   using Cfg = sm80::FlashBwdConfig<sm80::CuteElement<T>, kHeadDim>;
   const FlashAttnParams& a = p.attn;
   const int64_t rows = a.batch * a.seqlen_q * a.heads;
-  if (rows == 0) return cudaGetLastError();
+  if (rows == 0) return cudaSuccess;
   if (p.dq_accum != nullptr) {
     const int64_t vectors = rows * a.head_dim / kDqConvertVec;
-    flash_bwd_dq_convert_kernel<T>
-        <<<unsigned(blocks_for(vectors, kDqConvertThreads)), kDqConvertThreads, 0, stream>>>(p);
-    return cudaGetLastError();
+    return launch_kernel(flash_bwd_dq_convert_kernel<T>, unsigned(blocks_for(vectors, kDqConvertThreads)),
+                         kDqConvertThreads, 0, stream, p);
   }
   const dim3 grid(unsigned(blocks_for(a.seqlen_q, Cfg::kBlockM)), unsigned(a.heads), unsigned(a.batch));
-  return launch_with_smem(sm80::flash_bwd_dq_kernel<Cfg>, grid, Cfg::kThreads, int(sizeof(typename Cfg::DqStorage)),
-                          p, stream);
+  return launch_kernel(sm80::flash_bwd_dq_kernel<Cfg>, grid, Cfg::kThreads, sizeof(typename Cfg::DqStorage), stream,
+                       p);
 }
 
 // Runs Step<T, kHeadDim> for the element type and head dim of p.

@@ -1,5 +1,6 @@
 // Launcher of the portable flash-attention forward: one CTA per (128-row query tile, head,
 // batch), instantiated for bf16/fp16 x d 64/128.
+#include "common/launch.cuh"
 #include "flash_attn.h"
 #include "sm80/flash_fwd_kernel.cuh"
 
@@ -9,14 +10,10 @@ namespace {
 template <typename Element, int kHeadDim>
 cudaError_t launch_fwd(const FlashAttnFwdParams& p, cudaStream_t stream) {
   using Cfg = sm80::FlashFwdConfig<Element, kHeadDim>;
-  constexpr int kSmem = sizeof(typename Cfg::SharedStorage);
-  auto kernel = sm80::flash_fwd_kernel<Cfg>;
-  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-  if (err != cudaSuccess) return err;
   const dim3 grid(unsigned((p.attn.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM), unsigned(p.attn.heads),
                   unsigned(p.attn.batch));
-  kernel<<<grid, Cfg::kThreads, kSmem, stream>>>(p);
-  return cudaGetLastError();
+  return launch_kernel(sm80::flash_fwd_kernel<Cfg>, grid, Cfg::kThreads, sizeof(typename Cfg::SharedStorage), stream,
+                       p);
 }
 
 template <typename Element>

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "common/launch.cuh"
 #include "kv_cache_append.h"
 #include "sm80/kv_cache_append_kernel.cuh"
 
@@ -31,8 +32,8 @@ cudaError_t launch_vec(const KvCacheAppendParams& p, cudaStream_t stream) {
   const int64_t units = p.rope.rotary_half / VEC + (p.head_dim - 2 * p.rope.rotary_half) / VEC + p.head_dim_v / VEC;
   const int64_t threads = p.batch * p.new_rows * p.cache_heads * units;
   if (threads == 0) return cudaSuccess;
-  sm80::kv_cache_append_kernel<T, VEC><<<unsigned((threads + kThreads - 1) / kThreads), kThreads, 0, stream>>>(p);
-  return cudaGetLastError();
+  return launch_kernel(sm80::kv_cache_append_kernel<T, VEC>, unsigned((threads + kThreads - 1) / kThreads), kThreads,
+                       0, stream, p);
 }
 
 template <typename T>

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "common/launch.cuh"
 #include "mix_heads.h"
 #include "sm80/mix_heads_dw_kernel.cuh"
 #include "sm80/mix_heads_kernel.cuh"
@@ -29,12 +30,8 @@ cudaError_t launch_mix_with_vec(const MixHeadsParams& p, cudaStream_t stream) {
   const int64_t threads = p.batch * p.tokens * p.heads_out * units;
   if (threads == 0) return cudaSuccess;
   const dim3 grid(unsigned((threads + kThreads - 1) / kThreads));
-  if (p.rotate_inputs) {
-    mix_heads_portable_kernel<T, VEC, true><<<grid, kThreads, 0, stream>>>(p);
-  } else {
-    mix_heads_portable_kernel<T, VEC, false><<<grid, kThreads, 0, stream>>>(p);
-  }
-  return cudaGetLastError();
+  return launch_kernel(p.rotate_inputs ? mix_heads_portable_kernel<T, VEC, true> : mix_heads_portable_kernel<T, VEC, false>,
+                       grid, kThreads, 0, stream, p);
 }
 
 template <typename T>
@@ -48,17 +45,13 @@ cudaError_t launch_mix_typed(const MixHeadsParams& p, cudaStream_t stream) {
 template <typename T>
 cudaError_t launch_dw_typed(const MixHeadsWeightGradParams& p, cudaStream_t stream) {
   const size_t smem = 2 * kDwTile * (p.head_dim + 1) * sizeof(float);
-  if (smem > 48 * 1024) {
-    const cudaError_t err = cudaFuncSetAttribute(
-        mix_heads_dw_partial_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    if (err != cudaSuccess) return err;
-  }
   const dim3 grid(unsigned(p.chunks), unsigned((p.heads_in + kDwTile - 1) / kDwTile),
                   unsigned((p.heads_out + kDwTile - 1) / kDwTile));
-  mix_heads_dw_partial_kernel<T><<<grid, kDwTile * kDwTile, smem, stream>>>(p);
+  const cudaError_t err = launch_kernel(mix_heads_dw_partial_kernel<T>, grid, kDwTile * kDwTile, smem, stream, p);
+  if (err != cudaSuccess) return err;
   const int64_t outputs = p.heads_in * p.heads_out;
-  mix_heads_dw_reduce_kernel<<<unsigned((outputs + kThreads - 1) / kThreads), kThreads, 0, stream>>>(p);
-  return cudaGetLastError();
+  return launch_kernel(mix_heads_dw_reduce_kernel, unsigned((outputs + kThreads - 1) / kThreads), kThreads, 0, stream,
+                       p);
 }
 
 template <template <typename> class Launch, typename P>

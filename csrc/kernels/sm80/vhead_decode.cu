@@ -5,6 +5,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "common/launch.cuh"
 #include "sm80/vhead_decode_combine_kernel.cuh"
 #include "sm80/vhead_decode_kernel.cuh"
 #include "vhead_decode.h"
@@ -14,17 +15,15 @@ namespace {
 
 template <typename T, int kHeadDim, int kMTiles>
 cudaError_t launch_split(const VheadDecodeParams& p, cudaStream_t stream) {
-  const auto kernel = sm80::vhead_decode_kernel<T, kHeadDim, kMTiles>;
   const int64_t smem = vhead_decode_smem_bytes(16 * kMTiles, p.latent_heads, kHeadDim);
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-  if (err != cudaSuccess) return err;
   const int64_t ctas = p.batch * p.latent_groups * p.num_splits * p.row_tiles;
-  kernel<<<unsigned(ctas), VheadDecodeTiles::kWarps * 32, smem, stream>>>(p);
-  if ((err = cudaGetLastError()) != cudaSuccess || p.num_splits == 1) return err;
+  const cudaError_t err = launch_kernel(sm80::vhead_decode_kernel<T, kHeadDim, kMTiles>, unsigned(ctas),
+                                        VheadDecodeTiles::kWarps * 32, size_t(smem), stream, p);
+  if (err != cudaSuccess || p.num_splits == 1) return err;
   const int64_t rows = p.batch * p.heads * p.seqlen_q;
   const unsigned combine_ctas = unsigned((rows + sm80::kCombineWarps - 1) / sm80::kCombineWarps);
-  sm80::vhead_decode_combine_kernel<T, kHeadDim><<<combine_ctas, sm80::kCombineWarps * 32, 0, stream>>>(p);
-  return cudaGetLastError();
+  return launch_kernel(sm80::vhead_decode_combine_kernel<T, kHeadDim>, combine_ctas, sm80::kCombineWarps * 32, 0,
+                       stream, p);
 }
 
 template <typename T, int kHeadDim>
