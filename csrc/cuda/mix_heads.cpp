@@ -61,9 +61,7 @@ std::tuple<std::optional<at::Tensor>, std::optional<at::Tensor>> mix_heads_backw
   }
   const c10::cuda::CUDAGuard device_guard(x.device());
   require_kernel_arch(x.device(), "mix_heads_backward");
-  // The kernels read grad with x's element type and a contiguous last dim.
-  const auto g = grad.scalar_type() == x.scalar_type() && grad.stride(-1) == 1
-                     ? grad : grad.to(x.scalar_type()).contiguous();
+  const auto g = kernel_grad(grad, x);
   const RopeTables rope(cos, sin, pseudo, pos_offset);
   std::optional<at::Tensor> dx, dw;
   if (need_dx) {

@@ -52,6 +52,13 @@ inline kernels::MixHeadsParams mix_heads_params(const at::Tensor& x, const at::T
   return p;
 }
 
+// The output gradient as the backward kernels read it: x's element type, contiguous last dim
+// (autograd may hand over any strides, e.g. those of an einsum's output).
+inline at::Tensor kernel_grad(const at::Tensor& grad, const at::Tensor& x) {
+  return grad.scalar_type() == x.scalar_type() && grad.stride(-1) == 1 ? grad
+                                                                       : grad.to(x.scalar_type()).contiguous();
+}
+
 // dw ([H_in, heads_out] fp32) of the mix of x, from its output gradient `grad` (x's element
 // type, contiguous last dim), in `partial.size(0)` token chunks.
 inline kernels::MixHeadsWeightGradParams mix_heads_dw_params(const at::Tensor& grad, const at::Tensor& x,
