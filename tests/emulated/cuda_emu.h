@@ -1,19 +1,35 @@
 #pragma once
-// Runs CUDA kernel sources on the CPU. Every thread of a CTA is a fiber (ucontext) on one OS
-// thread, switched only at barriers, so the warp collectives the decode kernels use (shuffles,
-// votes, ldmatrix, mma.sync) are emulated exactly as the PTX ISA defines them: each lane writes
-// its operands to a slot, the warp meets at a barrier, each lane computes its result from all
-// slots, and the warp meets again before the slots are reused. cp.async copies wait in their
-// commit group until cp.async.wait_group retires it, so a read that comes before its wait sees
-// stale shared memory. Shared and global memory are host memory; the emulator checks every
-// ldmatrix and cp.async address and can count NaNs in the global chunks cp.async reads.
-// It checks indexing and synchronisation order, not timing, memory-model races or hardware
-// rounding.
+// Runs CUDA kernel sources on the CPU, one CTA at a time. Every thread of a CTA is a fiber on
+// one OS thread, switched only where a thread must wait for others (barriers and warp
+// collectives), so the collectives are emulated exactly as the PTX ISA defines them: each lane
+// writes its operands to a slot, the warp meets, each lane computes its result from all slots,
+// and the warp meets again before the slots are reused.
+//
+// Besides running the kernels, the emulator checks them:
+// - every access made by an emulated instruction (cp.async, ldmatrix, CuTe's UniversalCopy,
+//   __ldg, atomicAdd) lies inside the launch's dynamic shared memory, inside a global buffer the
+//   test registered (and not in a read-only one, for writes), or on the thread's own stack, and
+//   is aligned to its size;
+// - shared memory starts NaN-filled (0xff bytes) for every CTA; an emulated read of a 4-byte
+//   word that nothing wrote is reported;
+// - races: per shared-memory byte the emulator keeps the last writer and the readers with the
+//   barrier epoch of the access (__syncthreads epochs; __syncwarp epochs inside a warp). A write
+//   and another thread's read or write of the same byte with no barrier between them is
+//   reported, as is any access to the destination of a cp.async that is still in flight;
+// - deadlock: when every live thread waits, the error names each warp's wait;
+// - schedules: threads run in increasing or decreasing order, and cp.async data lands when the
+//   copy is issued or as late as legally possible (at the wait that retires its group), so an
+//   access the emulator cannot see (plain C++ loads and stores) but that misses a barrier or a
+//   wait changes the result between schedules.
+// It checks indexing and synchronisation, not timing, the memory model's reorderings, the
+// hardware's rounding of special functions or speed.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <setjmp.h>
 #include <ucontext.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -32,74 +48,129 @@
 #endif
 
 namespace emu {
+constexpr size_t kSharedMemoryBytes = 232448;  // H100/H200 opt-in maximum per block
+}  // namespace emu
+
+// The shared memory of the CTA being run, defined once per module (module.cpp), where each
+// kernel's `extern __shared__` array is an alias of it.
+extern "C" unsigned char emu_shared_memory[emu::kSharedMemoryBytes];
+
+namespace emu {
 
 [[noreturn]] inline void fail(const std::string& what) { throw std::runtime_error("CUDA emulator: " + what); }
+
+// How a launch is scheduled (see the header comment).
+struct Schedule {
+  bool reverse_threads = false;  // run threads in decreasing order
+  bool early_cp_async = false;   // cp.async data lands at issue instead of at its wait
+};
 
 struct Barrier {
   int expected = 0, arrived = 0;
   uint64_t generation = 0;
+  const char* name = "";
 };
 
 struct Copy16 {
-  void* dst;
+  unsigned char* dst;
   const void* src;
   bool valid;  // false: zero-fill without reading src
 };
 
 struct Fiber {
-  ucontext_t context{};
+  ucontext_t start{};
+  jmp_buf context{};
   std::vector<char> stack;
-  uint3 thread_idx{};
-  bool done = false;
+  int id = 0;
+  bool started = false, done = false;
   std::string error;
+  Barrier* waiting = nullptr;  // the barrier this thread waits at, and its generation then
+  uint64_t waiting_generation = 0;
   std::deque<std::vector<Copy16>> committed;  // cp.async groups, oldest first
   std::vector<Copy16> open_group;
 };
 
+// A global buffer the kernels may touch.
+struct Region {
+  const char* base;
+  size_t bytes;
+  std::string name;
+  bool writable;
+};
+
+// Per byte of shared memory: who wrote and read it last, in which epochs.
+struct ByteState {
+  int32_t writer = -1;          // thread, -1: none this CTA
+  uint32_t write_epoch = 0, write_warp_epoch = 0;
+  int32_t reader = -1;          // thread, -1: none, -2: several threads
+  int32_t reader_warp = -1;     // warp of the readers, -2: several warps
+  uint32_t read_epoch = 0, read_warp_epoch = 0;
+  int32_t in_flight = -1;       // thread whose cp.async will write it, -1: none
+  bool written = false;         // by an emulated write
+};
+
+constexpr size_t kStackBytes = 256 << 10;
+
 struct Runtime {
-  std::vector<std::unique_ptr<Fiber>> fibers;
+  std::vector<std::unique_ptr<Fiber>> fibers;  // a pool: stacks are reused across CTAs
+  int threads = 0;
   Fiber* current = nullptr;
-  ucontext_t scheduler{};
+  jmp_buf scheduler{};
   Barrier cta;
-  std::vector<Barrier> warps;
+  std::vector<Barrier> warps;                  // for warp collectives
+  std::vector<uint32_t> warp_sync_epochs;      // __syncwarp generations, per warp
+  uint32_t cta_epoch = 0;                      // __syncthreads generations
   std::vector<std::array<uint64_t, 8>> slots;  // per thread
-  uint64_t progress = 0;                       // barrier phases completed and fibers finished
-  uint3 block_idx{}, block_dim{};
-  unsigned char* smem = nullptr;
-  size_t smem_bytes = 0;
-  std::vector<std::pair<const char*, size_t>> global_reads;  // where cp.async may read
-  std::function<size_t(const char*)> count_nans;             // in a 16-byte chunk cp.async reads
+  uint64_t progress = 0;                       // barrier phases completed and threads finished
+  uint3 block_idx{}, block_dim{}, grid_dim{};
+  unsigned char* smem = emu_shared_memory;
+  size_t smem_bytes = 0;                       // dynamic shared memory of the launch
+  std::vector<ByteState> shadow = std::vector<ByteState>(kSharedMemoryBytes);
+  std::vector<Region> regions;
+  std::function<size_t(const char*)> count_nans;  // in a 16-byte chunk cp.async reads
   size_t nans_read = 0;
+  Schedule schedule;
   std::function<void()> kernel;
 };
 
 inline Runtime& rt() {
-  static Runtime r;
-  return r;
+  static Runtime* r = new Runtime;  // never destroyed: fibers may outlive static destruction order
+  return *r;
 }
 
-inline void yield() { swapcontext(&rt().current->context, &rt().scheduler); }
+inline int thread_id() { return rt().current->id; }
+inline int lane() { return thread_id() % 32; }
+inline int warp_id() { return thread_id() / 32; }
+
+// ---- fibers and barriers
+
+inline void yield() {
+  if (!_setjmp(rt().current->context)) _longjmp(rt().scheduler, 1);
+}
 
 inline void barrier_wait(Barrier& b) {
+  Fiber* f = rt().current;
   const uint64_t generation = b.generation;
   if (++b.arrived == b.expected) {
     b.arrived = 0;
     ++b.generation;
     ++rt().progress;
+    if (&b == &rt().cta) ++rt().cta_epoch;
     return;
   }
+  f->waiting = &b;
+  f->waiting_generation = generation;
   while (b.generation == generation) yield();
+  f->waiting = nullptr;
 }
 
-inline int thread_id() { return int(rt().current->thread_idx.x); }
-inline int lane() { return thread_id() % 32; }
 inline std::array<uint64_t, 8>& my_slot() { return rt().slots[thread_id()]; }
-inline const std::array<uint64_t, 8>& lane_slot(int l) { return rt().slots[thread_id() / 32 * 32 + l]; }
+inline const std::array<uint64_t, 8>& lane_slot(int l) { return rt().slots[warp_id() * 32 + l]; }
 
 // Between two warp barriers every lane's slot is final: `compute` may read them all.
 template <class Compute>
 inline void warp_exchange(Compute&& compute) {
-  Barrier& warp = rt().warps[thread_id() / 32];
+  Barrier& warp = rt().warps[warp_id()];
   barrier_wait(warp);
   compute();
   barrier_wait(warp);
@@ -114,58 +185,226 @@ inline void fiber_main() {
   }
   f->done = true;
   ++rt().progress;
-  swapcontext(&f->context, &rt().scheduler);
+  // An exited thread no longer counts at __syncthreads (as on the hardware).
+  Barrier& cta = rt().cta;
+  if (--cta.expected > 0 && cta.arrived == cta.expected) {
+    cta.arrived = 0;
+    ++cta.generation;
+    ++rt().cta_epoch;
+  }
+  _longjmp(rt().scheduler, 1);
 }
 
-// Runs one CTA to completion; throws on a deadlock (a barrier some thread never reaches), an
-// exception in any thread, or cp.async copies never waited for.
-inline void run_cta(uint3 block_idx, int threads, const std::function<void()>& kernel) {
+inline void start_fiber() { fiber_main(); }
+
+inline std::string describe_deadlock() {
+  Runtime& r = rt();
+  std::string out = "deadlock: every live thread waits;";
+  for (int w = 0; w * 32 < r.threads; ++w) {
+    int done = 0, cta = 0, warp = 0;
+    for (int t = w * 32; t < std::min(r.threads, w * 32 + 32); ++t) {
+      const Fiber& f = *r.fibers[t];
+      done += f.done;
+      cta += !f.done && f.waiting == &r.cta;
+      warp += !f.done && f.waiting == &r.warps[w];
+    }
+    out += " warp " + std::to_string(w) + ": " + std::to_string(cta) + " at __syncthreads, " +
+           std::to_string(warp) + " at a warp collective or __syncwarp, " + std::to_string(done) + " exited;";
+  }
+  return out;
+}
+
+// Runs one CTA to completion; throws on a deadlock, an exception in any thread, or cp.async
+// copies never waited for.
+inline void run_cta(uint3 block_idx, int threads) {
   Runtime& r = rt();
   r.block_idx = block_idx;
-  r.block_dim = make_uint3(unsigned(threads), 1, 1);
-  r.kernel = kernel;
-  r.fibers.clear();
-  r.cta = Barrier{threads};
-  r.warps.assign((threads + 31) / 32, Barrier{32});
+  r.threads = threads;
+  r.cta = Barrier{threads, 0, 0, "__syncthreads"};
+  r.warps.assign((threads + 31) / 32, Barrier{32, 0, 0, "warp"});
+  r.warp_sync_epochs.assign(r.warps.size(), 0);
+  r.cta_epoch = 0;
   r.slots.assign(threads, {});
-  for (int t = 0; t < threads; ++t) {
-    auto f = std::make_unique<Fiber>();
-    f->stack.resize(256 << 10);
-    f->thread_idx = make_uint3(unsigned(t), 0, 0);
-    getcontext(&f->context);
-    f->context.uc_stack.ss_sp = f->stack.data();
-    f->context.uc_stack.ss_size = f->stack.size();
-    makecontext(&f->context, fiber_main, 0);
-    r.fibers.push_back(std::move(f));
+  while (int(r.fibers.size()) < threads) {
+    r.fibers.push_back(std::make_unique<Fiber>());
+    r.fibers.back()->stack.resize(kStackBytes);
   }
+  for (int t = 0; t < threads; ++t) {
+    Fiber& f = *r.fibers[t];
+    f.id = t;
+    f.started = f.done = false;
+    f.error.clear();
+    f.waiting = nullptr;
+    f.committed.clear();
+    f.open_group.clear();
+  }
+  ucontext_t here;
   for (bool live = true; live;) {
     const uint64_t before = r.progress;
     live = false;
-    for (auto& f : r.fibers) {
-      if (f->done) continue;
+    for (int i = 0; i < threads; ++i) {
+      Fiber& f = *r.fibers[r.schedule.reverse_threads ? threads - 1 - i : i];
+      if (f.done) continue;
       live = true;
-      r.current = f.get();
-      swapcontext(&r.scheduler, &f->context);
+      if (f.waiting != nullptr && f.waiting->generation == f.waiting_generation) continue;  // still blocked
+      r.current = &f;
+      if (!_setjmp(r.scheduler)) {
+        if (f.started) _longjmp(f.context, 1);
+        f.started = true;
+        getcontext(&f.start);
+        f.start.uc_stack.ss_sp = f.stack.data();
+        f.start.uc_stack.ss_size = f.stack.size();
+        f.start.uc_link = nullptr;
+        makecontext(&f.start, start_fiber, 0);
+        swapcontext(&here, &f.start);
+      }
+      // The emulator's own errors already say where; anything else (a CuTe assertion) gets the thread.
+      if (f.error.rfind("CUDA emulator: ", 0) == 0) throw std::runtime_error(f.error);
+      if (!f.error.empty()) fail("block (" + std::to_string(block_idx.x) + "," + std::to_string(block_idx.y) + "," +
+                                 std::to_string(block_idx.z) + ") thread " + std::to_string(f.id) + ": " + f.error);
     }
-    for (auto& f : r.fibers) {
-      if (!f->error.empty()) fail("thread " + std::to_string(f->thread_idx.x) + ": " + f->error);
-    }
-    if (live && r.progress == before) fail("deadlock: every live thread waits at a barrier");
+    if (live && r.progress == before) fail(describe_deadlock());
   }
-  for (auto& f : r.fibers) {
-    if (!f->committed.empty() || !f->open_group.empty()) fail("cp.async copies never waited for");
+  for (int t = 0; t < threads; ++t) {
+    if (!r.fibers[t]->committed.empty() || !r.fibers[t]->open_group.empty()) {
+      fail("thread " + std::to_string(t) + " exited with cp.async copies never waited for");
+    }
   }
 }
 
-inline void check_shared(const void* p, size_t bytes, const char* what) {
-  const auto* c = static_cast<const unsigned char*>(p);
-  if (c < rt().smem || c + bytes > rt().smem + rt().smem_bytes) {
-    fail(std::string(what) + " outside the dynamic shared memory");
-  }
-  if (reinterpret_cast<uintptr_t>(p) % 16 != 0) fail(std::string(what) + " not 16-byte aligned");
+// ---- memory checks
+
+inline bool on_own_stack(const void* p) {
+  const char* c = static_cast<const char*>(p);
+  const auto& stack = rt().current->stack;
+  return c >= stack.data() && c < stack.data() + stack.size();
 }
+
+inline bool in_shared_buffer(const void* p) {
+  const auto* c = static_cast<const unsigned char*>(p);
+  return c >= rt().smem && c < rt().smem + kSharedMemoryBytes;
+}
+
+inline std::string where() {
+  return "thread " + std::to_string(thread_id()) + " of block (" + std::to_string(rt().block_idx.x) + "," +
+         std::to_string(rt().block_idx.y) + "," + std::to_string(rt().block_idx.z) + ")";
+}
+
+inline size_t shared_offset(const void* p, size_t bytes, const char* what) {
+  const size_t offset = size_t(static_cast<const unsigned char*>(p) - rt().smem);
+  if (offset + bytes > rt().smem_bytes) {
+    fail(std::string(what) + " of " + std::to_string(bytes) + " bytes at shared offset " + std::to_string(offset) +
+         " outside the launch's " + std::to_string(rt().smem_bytes) + " bytes of dynamic shared memory (" + where() +
+         ")");
+  }
+  return offset;
+}
+
+inline void check_alignment(const void* p, size_t align, const char* what) {
+  if (reinterpret_cast<uintptr_t>(p) % align != 0) {
+    fail(std::string(what) + " at an address not aligned to " + std::to_string(align) + " bytes (" + where() + ")");
+  }
+}
+
+inline void check_global(const void* p, size_t bytes, bool write, const char* what) {
+  const char* c = static_cast<const char*>(p);
+  for (const Region& region : rt().regions) {
+    if (c >= region.base && c + bytes <= region.base + region.bytes) {
+      if (write && !region.writable) fail(std::string(what) + " writes into read-only " + region.name + " (" + where() + ")");
+      return;
+    }
+  }
+  fail(std::string(what) + " of " + std::to_string(bytes) + " bytes outside every global buffer (" + where() + ")");
+}
+
+inline bool ordered_after(int32_t thread, uint32_t epoch, int32_t warp, uint32_t warp_epoch) {
+  const Runtime& r = rt();
+  const int me = thread_id();
+  if (thread == me) return true;
+  if (r.cta_epoch > epoch) return true;
+  return warp == me / 32 && r.warp_sync_epochs[me / 32] > warp_epoch;
+}
+
+[[noreturn]] inline void race(const char* what, size_t offset, const char* other, int32_t thread) {
+  fail(std::string("shared-memory race: ") + what + " at shared offset " + std::to_string(offset) + " by " + where() +
+       " and " + other + (thread >= 0 ? " by thread " + std::to_string(thread) : std::string(" by several threads")) +
+       " with no barrier between them");
+}
+
+// An emulated read of `bytes` shared bytes: in bounds, written, and ordered after their writer.
+inline void shared_read(const void* p, size_t bytes, const char* what) {
+  Runtime& r = rt();
+  const size_t offset = shared_offset(p, bytes, what);
+  const int me = thread_id();
+  for (size_t i = offset; i < offset + bytes; ++i) {
+    ByteState& s = r.shadow[i];
+    if (s.in_flight >= 0) {
+      if (s.in_flight == me) fail(std::string(what) + " reads the destination of its own cp.async before the wait (" + where() + ")");
+      race(what, i, "a cp.async still in flight", s.in_flight);
+    }
+    if (s.writer >= 0 && !ordered_after(s.writer, s.write_epoch, s.writer / 32, s.write_warp_epoch)) {
+      race(what, i, "a write", s.writer);
+    }
+    if (s.reader == -1 || s.read_epoch != r.cta_epoch) {
+      s.reader = me;
+      s.reader_warp = me / 32;
+      s.read_epoch = r.cta_epoch;
+      s.read_warp_epoch = r.warp_sync_epochs[me / 32];
+    } else if (s.reader != me) {
+      s.reader = -2;
+      if (s.reader_warp != me / 32) s.reader_warp = -2;
+      s.read_warp_epoch = std::min(s.read_warp_epoch, r.warp_sync_epochs[me / 32]);
+    }
+  }
+  // Never written: every byte of a whole 4-byte word still holds the 0xff fill.
+  for (size_t word = offset / 4 * 4; word < offset + bytes; word += 4) {
+    bool fill = true;
+    for (size_t i = word; i < word + 4 && i < r.smem_bytes; ++i) fill = fill && !r.shadow[i].written && r.smem[i] == 0xff;
+    if (fill) fail(std::string(what) + " reads shared offset " + std::to_string(word) + ", which no thread wrote (" + where() + ")");
+  }
+}
+
+// An emulated write: ordered after every earlier access of other threads.
+inline void shared_write(const void* p, size_t bytes, const char* what, bool from_cp_async = false) {
+  Runtime& r = rt();
+  const size_t offset = shared_offset(p, bytes, what);
+  const int me = thread_id();
+  for (size_t i = offset; i < offset + bytes; ++i) {
+    ByteState& s = r.shadow[i];
+    if (s.in_flight >= 0 && !(from_cp_async && s.in_flight == me)) race(what, i, "a cp.async still in flight", s.in_flight);
+    if (s.writer >= 0 && !ordered_after(s.writer, s.write_epoch, s.writer / 32, s.write_warp_epoch)) {
+      race(what, i, "a write", s.writer);
+    }
+    if (s.reader != -1 && s.read_epoch == r.cta_epoch &&
+        !ordered_after(s.reader, s.read_epoch, s.reader_warp, s.read_warp_epoch)) {
+      race(what, i, "a read", s.reader);
+    }
+    s.writer = me;
+    s.write_epoch = r.cta_epoch;
+    s.write_warp_epoch = r.warp_sync_epochs[me / 32];
+    s.written = true;
+  }
+}
+
+// Global or shared (or the thread's own registers, unchecked) by address.
+inline void emulated_read(const void* p, size_t bytes, const char* what) {
+  check_alignment(p, bytes, what);
+  if (in_shared_buffer(p)) return shared_read(p, bytes, what);
+  if (!on_own_stack(p)) check_global(p, bytes, false, what);
+}
+
+inline void emulated_write(const void* p, size_t bytes, const char* what) {
+  check_alignment(p, bytes, what);
+  if (in_shared_buffer(p)) return shared_write(p, bytes, what);
+  if (!on_own_stack(p)) check_global(p, bytes, true, what);
+}
+
+// ---- cp.async
 
 inline void land(const Copy16& c) {
+  // The issuing thread's wait orders the landing; the write itself is checked against others.
+  for (size_t i = 0; i < 16; ++i) rt().shadow[size_t(c.dst - rt().smem) + i].in_flight = -1;
+  shared_write(c.dst, 16, "cp.async landing", true);
   if (c.valid) {
     std::memcpy(c.dst, c.src, 16);
   } else {
@@ -173,20 +412,139 @@ inline void land(const Copy16& c) {
   }
 }
 
+inline void cp_async_issue(void* smem_dst, const void* gmem_src, bool valid) {
+  check_alignment(smem_dst, 16, "cp.async destination");
+  if (!in_shared_buffer(smem_dst)) fail("cp.async destination outside shared memory (" + where() + ")");
+  const size_t offset = shared_offset(smem_dst, 16, "cp.async destination");
+  if (valid) {
+    check_alignment(gmem_src, 16, "cp.async source");
+    check_global(gmem_src, 16, false, "cp.async source");
+    if (rt().count_nans) rt().nans_read += rt().count_nans(static_cast<const char*>(gmem_src));
+  }
+  // The copy may land any time until its wait: from now on no other thread may touch these bytes.
+  shared_write(smem_dst, 16, "cp.async issue", true);
+  const Copy16 copy{static_cast<unsigned char*>(smem_dst), gmem_src, valid};
+  if (rt().schedule.early_cp_async) {
+    land(copy);
+    // Still in flight for the checks until the wait retires it.
+  }
+  for (size_t i = 0; i < 16; ++i) rt().shadow[offset + i].in_flight = thread_id();
+  rt().current->open_group.push_back(copy);
+}
+
+inline void cp_async_commit() {
+  Fiber* f = rt().current;
+  f->committed.push_back(std::move(f->open_group));
+  f->open_group.clear();
+}
+
+inline void cp_async_wait_groups(size_t pending) {
+  Fiber* f = rt().current;
+  while (f->committed.size() > pending) {
+    for (const Copy16& c : f->committed.front()) {
+      if (rt().schedule.early_cp_async) {
+        for (size_t i = 0; i < 16; ++i) rt().shadow[size_t(c.dst - rt().smem) + i].in_flight = -1;
+      } else {
+        land(c);
+      }
+    }
+    f->committed.pop_front();
+  }
+}
+
+// ---- launches
+
+// Runs every CTA of grid x block with `smem_bytes` of dynamic shared memory, calling `kernel`
+// in every thread. Shared memory is refilled with 0xff bytes (NaN) before each CTA.
+inline void launch(dim3 grid, dim3 block, size_t smem_bytes, std::function<void()> kernel) {
+  Runtime& r = rt();
+  if (smem_bytes > kSharedMemoryBytes) {
+    fail("a launch asks for " + std::to_string(smem_bytes) + " bytes of dynamic shared memory; an H100 has " +
+         std::to_string(kSharedMemoryBytes));
+  }
+  const int threads = int(block.x * block.y * block.z);
+  if (threads <= 0 || threads > 1024 || block.y != 1 || block.z != 1) fail("blocks must be 1-D with 1..1024 threads");
+  if (grid.y > 65535 || grid.z > 65535) fail("grid.y and grid.z must be at most 65535");
+  r.block_dim = make_uint3(block.x, block.y, block.z);
+  r.grid_dim = make_uint3(grid.x, grid.y, grid.z);
+  r.smem_bytes = smem_bytes;
+  r.kernel = std::move(kernel);
+  for (unsigned z = 0; z < grid.z; ++z) {
+    for (unsigned y = 0; y < grid.y; ++y) {
+      for (unsigned x = 0; x < grid.x; ++x) {
+        std::memset(r.smem, 0xff, kSharedMemoryBytes);
+        std::fill(r.shadow.begin(), r.shadow.begin() + std::max<size_t>(smem_bytes, 1), ByteState{});
+        run_cta(make_uint3(x, y, z), threads);
+      }
+    }
+  }
+}
+
 }  // namespace emu
 
 // ---- the CUDA built-ins the kernels use
-#define threadIdx (emu::rt().current->thread_idx)
+
+// Defines a kernel's `extern __shared__` array as an alias of the emulator's shared memory.
+#define EMU_SHARED_MEMORY_ALIAS(type, name) extern type name[] __attribute__((alias("emu_shared_memory")));
+
+#define threadIdx (make_uint3(unsigned(emu::rt().current->id), 0u, 0u))
 #define blockIdx (emu::rt().block_idx)
 #define blockDim (emu::rt().block_dim)
+#define gridDim (emu::rt().grid_dim)
 
-template <class A, class B>
-inline std::common_type_t<A, B> min(A a, B b) { return a < b ? a : b; }
-template <class A, class B>
-inline std::common_type_t<A, B> max(A a, B b) { return a < b ? b : a; }
+// CUDA's overload set of min/max (non-templates, so they win over cute::min/max as under nvcc).
+#define EMU_MIN_MAX(A, B, R)                                    \
+  inline R min(A a, B b) { return std::min<R>(a, b); } \
+  inline R max(A a, B b) { return std::max<R>(a, b); }
+EMU_MIN_MAX(int, int, int)
+EMU_MIN_MAX(unsigned, unsigned, unsigned)
+EMU_MIN_MAX(int, unsigned, unsigned)
+EMU_MIN_MAX(unsigned, int, unsigned)
+EMU_MIN_MAX(long, long, long)
+EMU_MIN_MAX(unsigned long, unsigned long, unsigned long)
+EMU_MIN_MAX(long, unsigned long, unsigned long)
+EMU_MIN_MAX(unsigned long, long, unsigned long)
+EMU_MIN_MAX(long long, long long, long long)
+EMU_MIN_MAX(unsigned long long, unsigned long long, unsigned long long)
+EMU_MIN_MAX(long long, unsigned long long, unsigned long long)
+EMU_MIN_MAX(unsigned long long, long long, unsigned long long)
+EMU_MIN_MAX(float, float, float)
+EMU_MIN_MAX(double, double, double)
+EMU_MIN_MAX(float, double, double)
+EMU_MIN_MAX(double, float, double)
+#undef EMU_MIN_MAX
+
+// Device intrinsics that CUTLASS names in templates the kernels never instantiate; defined per
+// the PTX ISA (dp4a, prmt, fma.rn.f16x2) so the templates compile as host code.
+inline int __dp4a(int a, int b, int c) {
+  for (int i = 0; i < 4; ++i) c += int(int8_t(a >> (8 * i))) * int(int8_t(b >> (8 * i)));
+  return c;
+}
+inline unsigned __byte_perm(unsigned x, unsigned y, unsigned selector) {
+  const uint64_t bytes = uint64_t(x) | (uint64_t(y) << 32);
+  unsigned out = 0;
+  for (int i = 0; i < 4; ++i) out |= unsigned((bytes >> (8 * ((selector >> (4 * i)) & 7))) & 0xff) << (8 * i);
+  return out;
+}
+inline __half2 __hfma2(__half2 a, __half2 b, __half2 c) {
+  return __half2(__float2half(__half2float(a.x) * __half2float(b.x) + __half2float(c.x)),
+                 __float2half(__half2float(a.y) * __half2float(b.y) + __half2float(c.y)));
+}
 
 template <class T>
-inline T __ldg(const T* p) { return *p; }
+inline T __ldg(const T* p) {
+  emu::check_alignment(p, sizeof(T), "__ldg");
+  emu::check_global(p, sizeof(T), false, "__ldg");
+  return *p;
+}
+
+inline float atomicAdd(float* address, float value) {
+  emu::check_alignment(address, 4, "atomicAdd");
+  emu::check_global(address, 4, true, "atomicAdd");
+  const float old = *address;
+  *address = old + value;
+  return old;
+}
 
 template <class T>
 inline T emu_shuffle(unsigned mask, T v, int src) {
@@ -212,13 +570,21 @@ inline int __any_sync(unsigned, int predicate) {
   });
   return any;
 }
-inline void __syncwarp(unsigned = 0xffffffffu) { emu::barrier_wait(emu::rt().warps[emu::thread_id() / 32]); }
+inline void __syncwarp(unsigned = 0xffffffffu) {
+  emu::Barrier& warp = emu::rt().warps[emu::warp_id()];
+  const uint64_t generation = warp.generation;
+  emu::barrier_wait(warp);
+  // The last lane to arrive opens the new __syncwarp epoch for the whole warp.
+  if (warp.generation == generation + 1 && warp.arrived == 0) {
+    emu::rt().warp_sync_epochs[emu::warp_id()] = uint32_t(warp.generation);
+  }
+}
 inline void __syncthreads() { emu::barrier_wait(emu::rt().cta); }
 inline int __syncthreads_or(int predicate) {
   emu::my_slot()[1] = predicate != 0;
   emu::barrier_wait(emu::rt().cta);
   int any = 0;
-  for (const auto& slot : emu::rt().slots) any |= int(slot[1]);
+  for (int t = 0; t < emu::rt().threads; ++t) any |= !emu::rt().fibers[t]->done && int(emu::rt().slots[t][1]);
   emu::barrier_wait(emu::rt().cta);
   return any;
 }

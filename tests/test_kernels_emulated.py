@@ -1,0 +1,354 @@
+"""The portable CUDA kernels' own source, run on the CPU (no GPU needed).
+
+tests/emulated builds csrc/kernels/sm80's launchers and kernels (flash attention forward and
+backward, mix_heads forward/dx/dw, vhead_decode split + combine, kv_cache_append) as host C++
+against the real CuTe headers, with CuTe's mma.sync, ldmatrix, cp.async and UniversalCopy atoms
+replaced by emulated instructions that follow the PTX ISA (tests/emulated/cuda_emu.h). Every
+thread is a fiber; launches go through the bindings' own checks and Params code
+(csrc/cuda/*_params.h) and the launchers' own grids. Results are compared with the float64
+reference under the project's "at most 2x PyTorch's low-precision error" rule, under two
+schedules (threads in order with cp.async landing at its wait; threads reversed with cp.async
+landing at issue), and the emulator reports out-of-bounds, misaligned, unwritten and racy
+accesses and deadlocks (each check is shown to fire by a planted bug). It cannot check timing,
+the memory model's reorderings, the hardware's rounding of special functions or speed: the
+CUDA tests on a GPU remain what makes the kernels "verified".
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from baselines import flash_backward_in_pytorch
+from samples import (
+    _mix_heads,
+    flash_attn_sample,
+    kv_cache_append_sample,
+    kv_cache_append_samples,
+    rows_without_keys,
+    to_float64,
+    vhead_decode_sample,
+)
+from tolerances import assert_bitwise_equal, assert_within_2x_pytorch_error
+
+from headmix import reference
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+H100_SMS = 132
+
+# name: (reverse thread order, cp.async lands at issue)
+SCHEDULES = {"in order, late cp.async": (False, False), "reversed, early cp.async": (True, True)}
+
+
+def cuda_includes():
+    """The CUDA headers (host side of cuda_bf16.h / cuda_fp16.h, vector types, libcu++), or None."""
+    candidates = [os.environ.get("CUDA_HOME"), "/usr/local/cuda"]
+    if nvcc := shutil.which("nvcc"):
+        candidates.append(str(Path(nvcc).resolve().parent.parent))
+    for home in filter(None, candidates):
+        include = Path(home) / "include"
+        if (include / "cuda_bf16.h").exists():
+            return [include] + [include / "cccl"] * (include / "cccl").is_dir()
+    return None
+
+
+@pytest.fixture(scope="module")
+def emulated():
+    includes = cuda_includes()
+    if includes is None or shutil.which("c++") is None:
+        pytest.skip("needs a C++ compiler and the CUDA headers (CUDA_HOME or nvcc)")
+    import cutlass_library
+    from torch.utils.cpp_extension import load
+
+    cutlass = Path(cutlass_library.__file__).parent / "source" / "include"
+    here = ROOT / "tests" / "emulated"
+    sources = ["module.cpp", "planted_bugs.cpp", "flash_fwd.cpp", "flash_bwd.cpp", "mix_heads.cpp", "decode.cpp",
+               "append.cpp"]
+    # The emulated atoms (here/include) come before CuTe's own headers, which they include_next.
+    module = load(name="headmix_emulated_kernels", sources=[str(here / s) for s in sources] +
+                  [str(ROOT / "csrc" / "checks.cpp")],
+                  extra_include_paths=[str(here / "include"), str(here), str(ROOT / "csrc"),
+                                       str(ROOT / "csrc" / "kernels"), str(cutlass)] + [str(i) for i in includes],
+                  extra_cflags=["-O1", "-std=c++20", "-U_FORTIFY_SOURCE", "-Wno-attributes"])
+    yield module
+    module.set_schedule(False, False)
+
+
+@pytest.fixture(params=list(SCHEDULES))
+def schedule(request, emulated):
+    emulated.set_schedule(*SCHEDULES[request.param])
+    yield request.param
+    emulated.set_schedule(False, False)
+
+
+def under_every_schedule(emulated, run):
+    """run() under each schedule; the results must be bitwise equal (a missing barrier or
+    cp.async wait that the emulator cannot see directly changes them). Returns the first."""
+    results = []
+    for name, options in SCHEDULES.items():
+        emulated.set_schedule(*options)
+        results.append((name, run()))
+    emulated.set_schedule(False, False)
+    (first_name, first), *others = results
+    for name, other in others:
+        for a, b in zip(first, other, strict=True):
+            assert_bitwise_equal(a, b, f"results differ between schedules '{first_name}' and '{name}'")
+    return first
+
+
+# ---------------------------------------------------------------- flash attention
+
+# name: (batch, S_q, S_k, H, H_kv, causal, window). The forward's tiles are 128 query rows x 64
+# keys, the backward's 64 x 64: lengths straddle both, and the bands leave rows without keys.
+FLASH_CASES = {
+    "causal, S_q = S_k = 130": (1, 130, 130, 2, 2, True, (-1, -1)),
+    "full, GQA 4:1, S_q = 70 < S_k = 150": (1, 70, 150, 4, 1, False, (-1, -1)),
+    "causal, MQA (3:1), S_q = 150 > S_k = 40 (empty rows)": (1, 150, 40, 3, 1, True, (-1, -1)),
+    "window (20, 5), S_q = S_k = 100, batch 2": (2, 100, 100, 2, 2, False, (20, 5)),
+    "causal + window left 0": (1, 65, 65, 2, 1, True, (0, -1)),
+    "causal, one query row, S_k = 77": (1, 1, 77, 4, 1, True, (-1, -1)),
+    "window right only 3, S_q = 40 < S_k = 90": (1, 40, 90, 2, 2, False, (-1, 3)),
+}
+FLASH_GRID = [(case, torch.bfloat16, d) for case in FLASH_CASES for d in (64, 128)] + [
+    (case, torch.float16, 64) for case in list(FLASH_CASES)[:3]]
+
+
+def flash_sample(case, dtype, head_dim):
+    batch, seqlen_q, seqlen_k, heads, kv_heads, causal, window = FLASH_CASES[case]
+    return flash_attn_sample(case, "cpu", dtype, batch=batch, seqlen_q=seqlen_q, seqlen_k=seqlen_k, heads=heads,
+                             kv_heads=kv_heads, head_dim=head_dim, causal=causal, window=window)
+
+
+def flash_fwd(emulated, s):
+    return tuple(emulated.flash_attn_fwd(*s.args))
+
+
+@pytest.mark.parametrize("case,dtype,head_dim", FLASH_GRID)
+def test_flash_forward_matches_reference(emulated, case, dtype, head_dim):
+    s = flash_sample(case, dtype, head_dim)
+    actual = under_every_schedule(emulated, lambda: flash_fwd(emulated, s))
+    exact = reference.flash_attn(**to_float64(s).kwargs)
+    assert_within_2x_pytorch_error(actual, reference.flash_attn(**s.kwargs), exact, f"{case}, d={head_dim}")
+
+
+def flash_bwd(emulated, s, out, dout, lse, dlse, deterministic):
+    a = s.kwargs
+    return tuple(emulated.flash_attn_bwd(dout, a["q"], a["k"], a["v"], out, lse, dlse, a["scale"], a["causal"],
+                                         a["window_left"], a["window_right"], deterministic))
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+@pytest.mark.parametrize("case,dtype,head_dim", FLASH_GRID)
+def test_flash_backward_matches_reference(emulated, case, dtype, head_dim, deterministic):
+    s = flash_sample(case, dtype, head_dim)
+    out, lse = flash_fwd(emulated, s)
+    dout = torch.randn_like(out)
+    dlse = torch.randn_like(lse).masked_fill(lse.isinf(), 0.0)
+    if deterministic:
+        actual = under_every_schedule(emulated, lambda: flash_bwd(emulated, s, out, dout, lse, dlse, True))
+    else:  # fp32 atomics: the order of the additions, hence the bits of dq, depends on the schedule
+        actual = flash_bwd(emulated, s, out, dout, lse, dlse, False)
+    empty = rows_without_keys(s)
+    if empty.any():  # the float64 reference's gradient is NaN there; the kernels give dq = 0
+        dq = actual[0]
+        assert torch.equal(dq[:, empty], torch.zeros_like(dq[:, empty])), "dq of rows without keys"
+        assert all(g.isfinite().all() for g in actual), "gradients must be finite"
+        s.kwargs["q"], out, dout, lse, dlse = (t[:, ~empty] if t.dim() == 4 else t[:, :, ~empty]
+                                               for t in (s.kwargs["q"], out, dout, lse, dlse))
+        actual = (dq[:, ~empty],) + actual[1:]
+    exact_s = to_float64(s)
+    q, k, v = (exact_s.kwargs[n].requires_grad_() for n in "qkv")
+    exact_out, exact_lse = reference.flash_attn(**exact_s.kwargs)
+    exact = torch.autograd.grad((exact_out, exact_lse), (q, k, v), (dout.double(), dlse.double()))
+    baseline = flash_backward_in_pytorch(s, out, dout, dlse)
+    assert_within_2x_pytorch_error(actual, baseline, exact, f"{case}, d={head_dim} gradients")
+
+
+# ---------------------------------------------------------------- mix_heads
+
+MIX_CASES = {
+    "P=1, no rope, H 4 -> 4": dict(batch=2, tokens=3, heads_in=4, heads_out=4, head_dim=64),
+    "P=2, full rope, H 4 -> 8": dict(batch=2, tokens=3, heads_in=4, heads_out=8, head_dim=64, pseudo=2,
+                                     rotary_dim=64),
+    "P=4, partial rope 32 of 64, pos_offset 5": dict(batch=1, tokens=5, heads_in=4, heads_out=16, head_dim=64,
+                                                     pseudo=4, rotary_dim=32, pos_offset=5),
+    "collapse P*H=32 -> 8 (H_in 32)": dict(batch=1, tokens=4, heads_in=32, heads_out=8, head_dim=128),
+    "odd sizes: d=6, rope 2, H 3 -> 4 (scalar path)": dict(batch=2, tokens=2, heads_in=3, heads_out=4, head_dim=6,
+                                                           pseudo=2, rotary_dim=2, pos_offset=1),
+    "strided x from packed qkv, P=2": dict(batch=2, tokens=3, heads_in=2, heads_out=4, head_dim=64, pseudo=2,
+                                           rotary_dim=64, packed=True),
+}
+MIX_GRID = [(case, torch.bfloat16) for case in MIX_CASES] + [(case, dtype) for dtype in (torch.float16, torch.float32)
+                                                             for case in list(MIX_CASES)[1:3]]
+
+
+@pytest.mark.parametrize("case,dtype", MIX_GRID)
+def test_mix_heads_forward_matches_reference(emulated, case, dtype):
+    s = _mix_heads(case, "cpu", dtype, **MIX_CASES[case])
+    actual = under_every_schedule(emulated, lambda: (emulated.mix_heads(*s.args),))
+    exact = reference.mix_heads(**to_float64(s).kwargs)
+    assert_within_2x_pytorch_error(actual[0], reference.mix_heads(**s.kwargs), exact, case)
+
+
+@pytest.mark.parametrize("num_sms", [1, H100_SMS])
+@pytest.mark.parametrize("case,dtype", MIX_GRID)
+def test_mix_heads_backward_matches_reference(emulated, case, dtype, num_sms):
+    s = _mix_heads(case, "cpu", dtype, **MIX_CASES[case])
+    a = s.kwargs
+    y = reference.mix_heads(**a)
+    grad = torch.randn_like(y)
+    dx, dw, chunks = under_every_schedule(emulated, lambda: tuple(emulated.mix_heads_backward(
+        grad, a["x"], a["w"], a["pseudo"], a["cos"], a["sin"], a["pos_offset"], num_sms)))
+    assert num_sms == 1 or int(chunks) > 1, "the two-stage dw must run with several chunks"
+
+    def grads(sample, g):
+        x, w = sample.kwargs["x"].detach().requires_grad_(), sample.kwargs["w"].detach().requires_grad_()
+        out = reference.mix_heads(**{**sample.kwargs, "x": x, "w": w})
+        return torch.autograd.grad(out, (x, w), g)
+
+    exact = grads(to_float64(s), grad.double())
+    baseline = grads(s, grad)
+    # The kernels accumulate dw in float32 and return it as float32; compare in w's dtype.
+    assert_within_2x_pytorch_error((dx, dw.to(a["w"].dtype)), baseline, exact, f"{case} gradients")
+
+
+# ---------------------------------------------------------------- decode and append
+
+
+def decode(emulated, s, num_sms=H100_SMS):
+    a = s.kwargs
+    out, lse, info = emulated.vhead_decode(a["q"], a["k_cache"], a["v_cache"], a["cache_seqlens"], a["w_k"], a["w_v"],
+                                           a["block_table"], a["scale"], a["causal"], a["window_left"], num_sms)
+    nans_read, splits, rows_per_cta, row_tiles = info.tolist()
+    assert nans_read == 0, f"{s.name}: read {nans_read} NaN elements from cache rows it must not touch"
+    return (out, lse), dict(splits=splits, rows_per_cta=rows_per_cta, row_tiles=row_tiles)
+
+
+# (name, sample options): every tile shape, split count, layout and mask the kernels branch on.
+DECODE_CASES = {
+    "GQA 4, S_q=1, pages of 16, 8 splits": dict(seqlen_q=1, heads=8, kv_heads=2, cache_heads=2, head_dim=128,
+                                               seqlens=[300, 1, 0, 1024], capacity=1024, block_size=16),
+    "virtual H'=4 < H_kv=8, H=32 (32-row CTAs), pages of 64": dict(seqlen_q=1, heads=32, kv_heads=8,
+                                                                  cache_heads=4, head_dim=128,
+                                                                  seqlens=[1000, 33, 17], capacity=1024,
+                                                                  block_size=64, virtual=True),
+    "virtual H'=2 < H_kv=4, S_q=2, d=64, contiguous": dict(seqlen_q=2, heads=8, kv_heads=4, cache_heads=2,
+                                                          head_dim=64, seqlens=[7, 300, 2], capacity=512,
+                                                          virtual=True),
+    "GQA 4, S_q=16 (2 row tiles), d=64, pages of 256": dict(seqlen_q=16, heads=8, kv_heads=2, cache_heads=2,
+                                                           head_dim=64, seqlens=[10, 700, 256], capacity=768,
+                                                           block_size=256),
+    "virtual H'=3 < H_kv=6, S_q=3 (36 rows)": dict(seqlen_q=3, heads=12, kv_heads=6, cache_heads=3, head_dim=64,
+                                                  seqlens=[100, 5], capacity=128, virtual=True),
+    "S_q=4 longer than some sequences": dict(seqlen_q=4, heads=8, kv_heads=2, cache_heads=1, head_dim=64,
+                                             seqlens=[2, 0, 3, 37], capacity=64, block_size=16, virtual=True),
+    "window 20, virtual, S_q=16": dict(seqlen_q=16, heads=4, kv_heads=2, cache_heads=1, head_dim=64,
+                                       seqlens=[40, 300], capacity=320, virtual=True, window_left=20),
+    "window 0": dict(seqlen_q=2, heads=4, kv_heads=2, cache_heads=2, head_dim=128, seqlens=[9, 64], capacity=64,
+                     window_left=0),
+    "not causal, window 9, scale 0.3": dict(seqlen_q=3, heads=6, kv_heads=3, cache_heads=3, head_dim=64,
+                                            seqlens=[50, 2], capacity=64, causal=False, scale=0.3,
+                                            window_left=9),
+    "MHA": dict(seqlen_q=1, heads=5, kv_heads=5, cache_heads=5, head_dim=64, seqlens=[77], capacity=128),
+}
+
+
+@pytest.mark.parametrize("case,dtype", [(case, torch.bfloat16) for case in DECODE_CASES] + [
+    ("virtual H'=4 < H_kv=8, H=32 (32-row CTAs), pages of 64", torch.float16),
+    ("GQA 4, S_q=16 (2 row tiles), d=64, pages of 256", torch.float16)])
+def test_vhead_decode_kernels_match_reference(emulated, schedule, case, dtype):
+    s = vhead_decode_sample(case, "cpu", dtype, **DECODE_CASES[case])
+    actual, _ = decode(emulated, s)
+    exact = reference.vhead_decode(**to_float64(s).kwargs)
+    assert_within_2x_pytorch_error(actual, reference.vhead_decode(**s.kwargs), exact, s.name)
+
+
+def test_split_kv_plans_are_exercised(emulated):
+    _, plan = decode(emulated, vhead_decode_sample("splits", "cpu", torch.bfloat16,
+                                                   **DECODE_CASES["GQA 4, S_q=1, pages of 16, 8 splits"]))
+    assert plan["splits"] > 1 and plan["rows_per_cta"] == 16
+    _, plan = decode(emulated, vhead_decode_sample(
+        "wide", "cpu", torch.bfloat16, **DECODE_CASES["virtual H'=4 < H_kv=8, H=32 (32-row CTAs), pages of 64"]))
+    assert plan["rows_per_cta"] == 32
+
+
+@pytest.mark.parametrize("num_sms", [1, H100_SMS])
+def test_bad_lengths_and_pages_answer_nan(emulated, num_sms):
+    """Longer than the cache (sequence 0), page ids out of range (1, 2): NaN for exactly those."""
+    s = vhead_decode_sample("bad", "cpu", torch.bfloat16, seqlen_q=2, heads=8, kv_heads=2, cache_heads=2,
+                            head_dim=64, seqlens=[40, 50, 60, 33], capacity=1024, block_size=16, virtual=True)
+    exact, baseline = reference.vhead_decode(**to_float64(s).kwargs), reference.vhead_decode(**s.kwargs)
+    a = s.kwargs
+    a["cache_seqlens"][0] = 1025
+    a["block_table"][1, 2] = a["k_cache"].shape[0]
+    a["block_table"][2, 3] = -7
+    (out, lse), _ = decode(emulated, s, num_sms)
+    for b in range(3):
+        assert out[b].isnan().all() and lse[b].isnan().all(), b
+    last = [t[3:] for t in (out, lse)], [t[3:] for t in baseline], [t[3:] for t in exact]
+    assert_within_2x_pytorch_error(*last, "sequence 3")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_kv_cache_append_kernel_matches_reference(emulated, schedule, dtype):
+    """The launcher picks 16-byte vectors where sizes allow (d = 128, rotary 128/64) and single
+    elements otherwise (the small samples' odd sizes)."""
+    samples = list(kv_cache_append_samples("cpu", dtype)) + [
+        kv_cache_append_sample(f"d=128, rope {rotary}, pages {block}", "cpu", dtype, new_rows=3, cache_heads=4,
+                               head_dim=128, seqlens=[5, 0, 30], capacity=48, block_size=block, rotary_dim=rotary)
+        for rotary in (128, 64, None) for block in (None, 16)]
+    for s in samples:
+        a = s.kwargs
+        expected_k, expected_v = reference.kv_cache_append(**a)
+        exact_k, _ = reference.kv_cache_append(**to_float64(s).kwargs)
+        k_cache, v_cache = a["k_cache"].clone(), a["v_cache"].clone()
+        emulated.kv_cache_append(a["k_new"], a["v_new"], k_cache, v_cache, a["cache_seqlens"], a["block_table"],
+                                 a["cos"], a["sin"], a["pos"])
+        assert_bitwise_equal(v_cache, expected_v, s.name)
+        assert torch.equal(k_cache.isnan(), expected_k.isnan()), f"{s.name}: rows written"
+        written = ~expected_k.isnan()
+        assert_within_2x_pytorch_error(k_cache[written], expected_k[written], exact_k[written], s.name)
+
+
+# ---------------------------------------------------------------- the emulator's own checks
+
+# planted::Bug in tests/emulated/planted_bugs.cpp -> the error the emulator must report.
+PLANTED_BUGS = {
+    0: "outside the launch's 1024 bytes of dynamic shared memory",
+    1: "cp.async source of 16 bytes outside every global buffer",
+    2: "cp.async source at an address not aligned to 16 bytes",
+    3: "ldmatrix row reads shared offset .*, which no thread wrote",
+    4: "shared-memory race: UniversalCopy source .* and a write by thread 0 with no barrier",
+    5: "ldmatrix row reads the destination of its own cp.async before the wait",
+    # Whichever side the schedule runs first is the one reported.
+    6: r"shared-memory race: (cp.async issue .* and a read by thread|UniversalCopy source .* and a cp.async still "
+       r"in flight by thread) \d+ with no barrier",
+    7: "UniversalCopy destination writes into read-only in",
+    8: "deadlock: every live thread waits; warp 0: 0 at __syncthreads, 31 at a warp collective or __syncwarp, "
+       "1 exited;",
+}
+PLAIN_RACE, PLAIN_MISSING_WAIT, CORRECT = 9, 10, 11
+
+
+@pytest.mark.parametrize("bug", PLANTED_BUGS)
+def test_planted_bug_is_reported(emulated, bug):
+    with pytest.raises(RuntimeError, match=PLANTED_BUGS[bug]):
+        emulated.planted_bug(bug, torch.randn(64))
+
+
+@pytest.mark.parametrize("bug", [PLAIN_RACE, PLAIN_MISSING_WAIT])
+def test_schedules_expose_what_the_checks_cannot_see(emulated, bug):
+    """Plain C++ loads and stores are not instrumented; a missing barrier or wait between them
+    changes the result between schedules, which every kernel test compares bitwise."""
+    data = torch.randn(64)
+    with pytest.raises(AssertionError, match="results differ between schedules"):
+        under_every_schedule(emulated, lambda: (emulated.planted_bug(bug, data),))
+
+
+def test_correctly_synchronised_traffic_passes(emulated):
+    data = torch.randn(64)
+    (out,) = under_every_schedule(emulated, lambda: (emulated.planted_bug(CORRECT, data),))
+    assert torch.equal(out, data)
