@@ -2,7 +2,6 @@
 // The memory-bound steps around the flash-attention backward: D = rowsum(dO * O) - dlse
 // before it (one warp per row, so each thread reads d/32 contiguous elements), and the
 // conversion of the fp32 dQ workspace to dq = scale * dq_accum after it (atomic mode).
-// Compile-checked for sm_90a and sm_100a; not yet run on a GPU.
 #include <cstdint>
 
 #include "common/vec.cuh"

@@ -1,6 +1,6 @@
 #pragma once
 // Portable flash-attention backward (FlashAttention-2's algorithm on mma.sync; sm_80 and
-// later). Compile-checked for sm_90a and sm_100a; not yet run on a GPU.
+// later).
 //
 // Both kernels use 8 warps as 4 (M) x 2 (N) on 64 x 64 tiles and recompute, per tile,
 // S = Q K^T and dP = dO V^T, then P = exp(S * scale - lse) and dS = P (dP - D) in registers

@@ -1,6 +1,6 @@
 #pragma once
 // Portable flash-attention forward (FlashAttention-2's algorithm on mma.sync; sm_80 and
-// later). Compile-checked for sm_90a and sm_100a; not yet run on a GPU.
+// later).
 //
 // One CTA of 4 warps computes a 128-row query tile of one (batch, head); each warp owns 32
 // rows (two 16-row MMA slabs), so a row's softmax state lives in the registers of one quad.

@@ -7,8 +7,7 @@
 // pass-through features; a V unit is VEC features. VEC elements move as one 16-byte (at most)
 // load and store; V and unrotated K are copied bit for bit. A row outside the cache, on a page id
 // out of range or past the RoPE table is skipped whole (the bindings reject those calls first
-// when they may read the lengths on the host). Compile-checked and emulated on the CPU
-// (tests/emulated); not yet run on a GPU.
+// when they may read the lengths on the host).
 #include <cstdint>
 
 #include "common/rope.cuh"

@@ -4,8 +4,7 @@
 // order, so the result is bitwise reproducible. One warp per output row (b, h, s); lanes own
 // columns lane, lane + 32, ..., so every partial read is a coalesced 128-byte line. Splits that
 // saw no key (lse = -inf) add nothing; a NaN lse (a sequence the split kernel found invalid)
-// makes the row NaN. Compile-checked and emulated on the CPU (tests/emulated); not yet run on a
-// GPU.
+// makes the row NaN.
 #include <cmath>
 #include <cstdint>
 

@@ -1,7 +1,6 @@
 #pragma once
 // Portable (sm_80+) flash-decoding over a KV cache of virtual heads: the split kernel of
-// vhead_decode. Compile-checked for sm_90a/sm_100a and run on the CPU emulator of
-// tests/emulated (ldmatrix / mma.sync / cp.async per the PTX ISA); not yet run on a GPU.
+// vhead_decode.
 //
 // Rows and latents. A CTA owns one (sequence b, latent, row tile, key split). Without w_k/w_v
 // the latent is kv head g and the rows are its GQA group's query heads times the S_q query
@@ -12,8 +11,8 @@
 // tiles in shared memory); the absorbed GEMM does H'x the multiply-adds of a plain one, which
 // decode, at a few FLOP per cached byte, has to spare. The weights are applied in fp32 to each
 // head's score tile q_r . K'_j rather than to the queries before the bf16 MMA: rounding
-// q' = w_k q to bf16 shifts every score by ~2^-9 of its size (a 6e-3 lse error in the emulated
-// tests, 10^4 times PyTorch's), while bf16 q and K' multiply exactly in fp32. w_v goes onto P: o_r = sum_j (w_v[j, G(r)] p_r) V'_j, so the output
+// q' = w_k q to bf16 shifts every score by ~2^-9 of its size (an lse error 10^4 times
+// PyTorch's), while bf16 q and K' multiply exactly in fp32. w_v goes onto P: o_r = sum_j (w_v[j, G(r)] p_r) V'_j, so the output
 // accumulator stays d wide for any H' (and P is rounded once either way). Row r of a latent is
 // query step r / heads_per_latent, head r % heads_per_latent.
 //

@@ -1,6 +1,6 @@
 #pragma once
 // Hopper flash-attention backward, dK/dV (and dQ by fp32 atomics) on sm_90a: TMA + wgmma,
-// warp-specialised. Compile-checked for sm_90a; not yet run on a GPU.
+// warp-specialised.
 //
 // One CTA of three warpgroups owns a 128-key tile of one (batch, kv head) and keeps its dK and
 // dV in registers while it walks every query head of the GQA group and every 64-query tile of

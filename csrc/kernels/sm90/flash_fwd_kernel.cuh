@@ -1,6 +1,5 @@
 #pragma once
-// Hopper flash-attention forward (sm_90a): TMA + wgmma, warp-specialised. Compile-checked for
-// sm_90a; not yet run on a GPU.
+// Hopper flash-attention forward (sm_90a): TMA + wgmma, warp-specialised.
 //
 // One CTA of three warpgroups computes a 128-row query tile of one (batch, head).
 // Producer (warpgroup 0): hands most of its registers to the consumers (setmaxnreg) and one
