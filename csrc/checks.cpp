@@ -35,19 +35,19 @@ void check_same_device(const at::Tensor& t, const char* name, const at::Tensor& 
 void check_same_dtype(const at::Tensor& t, const char* name, const at::Tensor& ref,
                       const char* ref_name) {
   TORCH_CHECK(t.scalar_type() == ref.scalar_type(), name, " must have the dtype of ", ref_name,
-              " (", ref.scalar_type(), "), got ", t.scalar_type());
+              " (", dtype_name(ref.scalar_type()), "), got ", dtype_name(t.scalar_type()));
 }
 
 void check_compute_dtype(const at::Tensor& t, const char* name) {
   TORCH_CHECK(is_compute_dtype(t.scalar_type()), name,
-              " must be float32, float64, bfloat16 or float16, got ", t.scalar_type());
+              " must be float32, float64, bfloat16 or float16, got ", dtype_name(t.scalar_type()));
 }
 
 void check_int32_vector(const at::Tensor& t, const char* name, int64_t length,
                         const at::Tensor& ref) {
   TORCH_CHECK(t.dim() == 1 && t.size(0) == length, name, " must be [B] with B = ", length,
               ", got shape ", shape_of(t));
-  TORCH_CHECK(t.scalar_type() == at::kInt, name, " must be int32, got ", t.scalar_type());
+  TORCH_CHECK(t.scalar_type() == at::kInt, name, " must be int32, got ", dtype_name(t.scalar_type()));
   check_same_device(t, name, ref, "the queries/keys");
 }
 
@@ -62,7 +62,8 @@ void check_rope_tables(const std::optional<at::Tensor>& cos, const std::optional
   TORCH_CHECK(sin->sizes() == cos->sizes(), "sin must have the shape of cos ", shape_of(*cos),
               ", got ", shape_of(*sin));
   TORCH_CHECK(cos->scalar_type() == at::kFloat && sin->scalar_type() == at::kFloat,
-              "cos and sin must be float32, got ", cos->scalar_type(), " and ", sin->scalar_type());
+              "cos and sin must be float32, got ", dtype_name(cos->scalar_type()), " and ",
+              dtype_name(sin->scalar_type()));
   TORCH_CHECK(2 * cos->size(1) <= head_dim, "cos/sin cover rotary_dim = 2*", cos->size(1), " = ",
               2 * cos->size(1), " features, more than the head dim ", head_dim);
   check_same_device(*cos, "cos", ref, ref_name);
@@ -70,6 +71,10 @@ void check_rope_tables(const std::optional<at::Tensor>& cos, const std::optional
 }
 
 }  // namespace
+
+std::string dtype_name(at::ScalarType dtype) {
+  return std::string(c10::getDtypeNames(dtype).first);
+}
 
 at::ScalarType accumulate_type(at::ScalarType dtype) {
   return dtype == at::kDouble ? at::kDouble : at::kFloat;
@@ -82,8 +87,8 @@ void check_mix_heads(const at::Tensor& x, const at::Tensor& w, int64_t pseudo,
   check_rank(w, "w", 2, "[H_in, H_out]");
   check_compute_dtype(x, "x");
   TORCH_CHECK(w.scalar_type() == x.scalar_type() || w.scalar_type() == at::kFloat,
-              "w must have the dtype of x (", x.scalar_type(), ") or float32, got ",
-              w.scalar_type());
+              "w must have the dtype of x (", dtype_name(x.scalar_type()), ") or float32, got ",
+              dtype_name(w.scalar_type()));
   check_same_device(w, "w", x, "x");
   check_last_dim_contiguous(x, "x");
   TORCH_CHECK(w.size(0) == x.size(2), "w must be [H_in, H_out] with H_in = x.size(2) = ",
@@ -188,7 +193,7 @@ DecodeDims check_cache(const at::Tensor& k_cache, const at::Tensor& v_cache,
                 "block_table must be [B, max_blocks] with B = ", batch, ", got shape ",
                 shape_of(*block_table));
     TORCH_CHECK(block_table->scalar_type() == at::kInt, "block_table must be int32, got ",
-                block_table->scalar_type());
+                dtype_name(block_table->scalar_type()));
     check_same_device(*block_table, "block_table", ref, ref_name);
     dims.capacity = block_table->size(1) * dims.block_size;
   } else {
@@ -225,8 +230,8 @@ DecodeDims check_vhead_decode(const at::Tensor& q, const at::Tensor& k_cache,
                   name, " must be [H', H_kv] with H' = k_cache.size(2) = ", dims.cache_heads,
                   ", got shape ", shape_of(*w));
       TORCH_CHECK(w->scalar_type() == q.scalar_type() || w->scalar_type() == at::kFloat, name,
-                  " must have the dtype of q (", q.scalar_type(), ") or float32, got ",
-                  w->scalar_type());
+                  " must have the dtype of q (", dtype_name(q.scalar_type()), ") or float32, got ",
+                  dtype_name(w->scalar_type()));
       check_same_device(*w, name, q, "q");
     }
     TORCH_CHECK(w_v->size(1) == w_k->size(1), "w_v must be [H', H_kv] like w_k ",

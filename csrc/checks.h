@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <optional>
+#include <string>
 
 namespace headmix {
 
@@ -19,6 +20,10 @@ struct DecodeDims {
   int64_t block_size;  // rows per page, or T_max for a contiguous cache
   int64_t capacity;    // rows a sequence may hold
 };
+
+// A dtype as Python spells it ("float32", "int64"), so the messages read the same as the
+// fakes' (python/headmix/_checks.py) and as the user's code.
+std::string dtype_name(at::ScalarType dtype);
 
 // Accumulation type of a compute dtype: float64 stays float64, everything else float32.
 at::ScalarType accumulate_type(at::ScalarType dtype);

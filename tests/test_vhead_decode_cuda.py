@@ -114,7 +114,7 @@ def test_workspace_is_checked():
     size = headmix.vhead_decode_workspace_size(s.kwargs["q"], s.kwargs["k_cache"])
     with pytest.raises(RuntimeError, match=f"workspace must hold at least {size} float32 elements"):
         run(s, workspace=torch.empty(size - 1, device="cuda"))
-    with pytest.raises(RuntimeError, match="workspace must be float32, got BFloat16"):
+    with pytest.raises(RuntimeError, match="workspace must be float32, got bfloat16"):
         run(s, workspace=torch.empty(size, device="cuda", dtype=torch.bfloat16))
 
 

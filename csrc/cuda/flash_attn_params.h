@@ -16,7 +16,7 @@ namespace headmix::cuda {
 // What the kernels cover (bf16/fp16, d = d_v in {64, 128}, grid and int32 limits).
 inline void check_portable(const AttnDims& dims, const at::Tensor& q, const at::Tensor& v, const char* op) {
   TORCH_CHECK(q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf, "headmix.", op,
-              " on CUDA takes bfloat16 or float16 q/k/v, got ", q.scalar_type());
+              " on CUDA takes bfloat16 or float16 q/k/v, got ", dtype_name(q.scalar_type()));
   TORCH_CHECK(dims.head_dim == 64 || dims.head_dim == 128,
               "q must be [B, S_q, H, d] with d in {64, 128} on CUDA, got ", q.sizes());
   TORCH_CHECK(dims.head_dim_v == dims.head_dim, "v must be [B, S_k, H_kv, d_v] with d_v = d = ", dims.head_dim,

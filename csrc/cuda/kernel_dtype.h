@@ -3,6 +3,7 @@
 // Params headers the CPU emulator also compiles).
 #include <ATen/ATen.h>
 
+#include "checks.h"
 #include "kernels/params.h"
 
 namespace headmix::cuda {
@@ -12,7 +13,7 @@ inline kernels::DType kernel_dtype(at::ScalarType t) {
     case at::kFloat: return kernels::DType::kFloat32;
     case at::kHalf: return kernels::DType::kFloat16;
     case at::kBFloat16: return kernels::DType::kBFloat16;
-    default: TORCH_CHECK(false, "headmix CUDA kernels take float32, float16 or bfloat16, got ", t);
+    default: TORCH_CHECK(false, "headmix CUDA kernels take float32, float16 or bfloat16, got ", dtype_name(t));
   }
 }
 

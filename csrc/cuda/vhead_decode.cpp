@@ -65,7 +65,8 @@ bool kernel_covers(const DecodeDims& dims, const at::Tensor& q, const at::Tensor
 at::Tensor workspace_for(const kernels::VheadDecodePlan& plan, const std::optional<at::Tensor>& given,
                          const at::Tensor& q) {
   if (!given) return at::empty({plan.workspace_floats}, q.options().dtype(at::kFloat));
-  TORCH_CHECK(given->scalar_type() == at::kFloat, "workspace must be float32, got ", given->scalar_type());
+  TORCH_CHECK(given->scalar_type() == at::kFloat, "workspace must be float32, got ",
+              dtype_name(given->scalar_type()));
   TORCH_CHECK(given->device() == q.device(), "workspace must be on the device of q (", q.device(), "), got ",
               given->device());
   TORCH_CHECK(given->is_contiguous() && reinterpret_cast<uintptr_t>(given->data_ptr()) % 16 == 0,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _C, _shapes
+from . import _C, _checks, _shapes
 
 _ops = torch.ops.headmix
 
@@ -33,7 +33,8 @@ def _mix_heads_fake(x, w, pseudo=1, cos=None, sin=None, pos_offset=0):
 
 @torch.library.register_fake("headmix::mix_heads_backward")
 def _mix_heads_backward_fake(grad, x, w, pseudo, cos, sin, pos_offset, need_dx, need_dw):
-    _shapes.mix_heads_shape(x, w, pseudo, cos, sin, pos_offset)
+    _checks.check_mix_heads(x, w, pseudo, cos, sin, pos_offset)
+    _checks.check_mix_heads_grad(grad, x, w)
     # The kernels return contiguous gradients, whatever the inputs' strides.
     return (x.new_empty(x.shape) if need_dx else None, w.new_empty(w.shape) if need_dw else None)
 
@@ -77,13 +78,14 @@ def flash_attn(q, k, v, *, scale=None, causal=False, window=(-1, -1), return_lse
 
 @torch.library.register_fake("headmix::flash_attn_fwd")
 def _flash_attn_fwd_fake(q, k, v, scale=None, causal=False, window_left=-1, window_right=-1):
-    out_shape, lse_shape = _shapes.attention_shapes(q, k, v)
+    out_shape, lse_shape = _shapes.attention_shapes(q, k, v, window_left, window_right)
     return q.new_empty(out_shape), q.new_empty(lse_shape, dtype=_shapes.lse_dtype(q.dtype))
 
 
 @torch.library.register_fake("headmix::flash_attn_bwd")
 def _flash_attn_bwd_fake(dout, q, k, v, out, lse, dlse, scale, causal, window_left, window_right):
-    _shapes.attention_shapes(q, k, v)
+    dims = _checks.check_flash_attn(q, k, v, window_left, window_right)
+    _checks.check_flash_attn_bwd(dims, dout, out, lse, dlse)
     # The kernels return contiguous gradients, whatever the inputs' strides.
     return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
 
@@ -192,7 +194,8 @@ def vhead_decode_workspace_size(q, k_cache, *, w_k=None, block_table=None) -> in
 @torch.library.register_fake("headmix::vhead_decode")
 def _vhead_decode_fake(q, k_cache, v_cache, cache_seqlens, w_k=None, w_v=None, block_table=None,
                        scale=None, causal=True, window_left=-1, workspace=None):
-    out_shape, lse_shape = _shapes.decode_shapes(q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table)
+    out_shape, lse_shape = _shapes.decode_shapes(q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table,
+                                                 window_left)
     return q.new_empty(out_shape), q.new_empty(lse_shape, dtype=_shapes.lse_dtype(q.dtype))
 
 
@@ -233,4 +236,4 @@ def kv_cache_append(k_new, v_new, k_cache, v_cache, cache_seqlens, *, block_tabl
 @torch.library.register_fake("headmix::kv_cache_append")
 def _kv_cache_append_fake(k_new, v_new, k_cache, v_cache, cache_seqlens, block_table=None, cos=None,
                           sin=None, pos=None):
-    _shapes.append_checks(k_new, v_new, k_cache, v_cache, cache_seqlens, block_table)
+    _checks.check_kv_cache_append(k_new, v_new, k_cache, v_cache, cache_seqlens, block_table, cos, sin, pos)
