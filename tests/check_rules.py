@@ -152,7 +152,8 @@ rules(MIX, {
     "sin shape": (lambda d: dict(sin=randn(6, 3, device=d)), "sin must have the shape of cos [6, 4], got [6, 3]"),
     "float64 cos": (lambda d: dict(cos=randn(6, 4, device=d, dtype=torch.float64)),
                     "cos and sin must be float32, got float64 and float32"),
-    "rotary_dim > d": (lambda d: rope(6, 10, d), "cos/sin cover rotary_dim = 2*5 = 10 features, more than the head dim 8"),
+    "rotary_dim > d": (lambda d: rope(6, 10, d),
+                       "cos/sin cover rotary_dim = 2*5 = 10 features, more than the head dim 8"),
     "cos too short": (lambda d: dict(pos_offset=1), "cos/sin have 6 positions but the tokens need positions up to 6 "
                                                     "(pos_offset + N*pseudo - 1 = 1 + 3*2 - 1)"),
 })
@@ -293,7 +294,8 @@ rules(DECODE, {
                   "w_k must have the dtype of q (float32) or float32, got float64"),
     "w_v columns": (lambda d: dict(w_k=randn(2, 4, device=d), w_v=randn(2, 2, device=d)),
                     "w_v must be [H', H_kv] like w_k [2, 4], got shape [2, 2]"),
-    "H % H_kv": (lambda d: dict(q=randn(2, 1, 3, 8, device=d)), "H = q.size(2) = 3 must be a multiple of H_kv = 2 (GQA)"),
+    "H % H_kv": (lambda d: dict(q=randn(2, 1, 3, 8, device=d)),
+                 "H = q.size(2) = 3 must be a multiple of H_kv = 2 (GQA)"),
     "H % H_kv of w_k": (lambda d: dict(w_k=randn(2, 3, device=d), w_v=randn(2, 3, device=d)),
                         "H = q.size(2) = 4 must be a multiple of H_kv = 3 (GQA)"),
     "window_left < -1": (lambda d: dict(window_left=-2), "window_left must be >= -1 (-1 = unbounded), got -2"),
@@ -307,7 +309,8 @@ for call in DECODE:
 rules(DECODE, {
     "cache_seqlens beyond capacity": (lambda d: dict(cache_seqlens=int32([5, 13], d)),
                                       "cache_seqlens[1] = 13 exceeds the cache capacity of 12 rows"),
-    "negative cache_seqlens": (lambda d: dict(cache_seqlens=int32([-1, 3], d)), "cache_seqlens[0] must be >= 0, got -1"),
+    "negative cache_seqlens": (lambda d: dict(cache_seqlens=int32([-1, 3], d)),
+                               "cache_seqlens[0] must be >= 0, got -1"),
 }, reads_data=True)
 rules(("vhead_decode (paged)",), {
     "block_table entry out of range": (lambda d: dict(block_table=int32([[4, 0, 2], [1, 6, 3]], d)),
@@ -341,7 +344,8 @@ rules(APPEND, {
     "sin shape": (lambda d: dict(sin=randn(7, 4, device=d)), "sin must have the shape of cos [8, 4], got [7, 4]"),
     "float64 sin": (lambda d: dict(sin=randn(8, 4, device=d, dtype=torch.float64)),
                     "cos and sin must be float32, got float32 and float64"),
-    "rotary_dim > d": (lambda d: rope(8, 10, d), "cos/sin cover rotary_dim = 2*5 = 10 features, more than the head dim 8"),
+    "rotary_dim > d": (lambda d: rope(8, 10, d),
+                       "cos/sin cover rotary_dim = 2*5 = 10 features, more than the head dim 8"),
     "pos length": (lambda d: dict(pos=int32([0], d)), "pos must be [B] with B = 2, got shape [1]"),
     "int64 pos": (lambda d: dict(pos=torch.tensor([0, 0], device=d)), "pos must be int32, got int64"),
     "pos without cos": (lambda d: dict(pos=int32([0, 0], d), cos=None, sin=None),
@@ -358,7 +362,8 @@ for call in APPEND:
 OVERFLOW = "cache_seqlens[1] = 7 plus the new rows 2 exceeds the cache capacity of 8 rows"
 rules(APPEND, {
     "overflow in the second sequence": (lambda d: dict(cache_seqlens=int32([3, 7], d)), OVERFLOW),
-    "negative cache_seqlens": (lambda d: dict(cache_seqlens=int32([-1, 3], d)), "cache_seqlens[0] must be >= 0, got -1"),
+    "negative cache_seqlens": (lambda d: dict(cache_seqlens=int32([-1, 3], d)),
+                               "cache_seqlens[0] must be >= 0, got -1"),
     "cos too short for the second sequence": (lambda d: rope(7, 8, d),
                                               "cos/sin have 7 positions but sequence 1 needs positions up to 7"),
     "negative pos": (lambda d: dict(pos=int32([-1, 0], d)), "pos[0] must be >= 0, got -1"),
