@@ -1,6 +1,10 @@
 #pragma once
 // Input checks shared by every backend's entry point. Each failure names the argument, what
 // was expected and what was given, so a bad call never reaches a kernel.
+// python/headmix/_checks.py states the same rules, in the same order and with the same
+// messages, for the fake kernels (which cannot call C++: their sizes may be symbolic). Change
+// both together: tests/check_rules.py lists every rule with one bad input, and
+// tests/test_check_parity.py requires the same error from the native op and from its fake.
 #include <ATen/ATen.h>
 
 #include <optional>

@@ -4,20 +4,16 @@
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <vector>
 
+#include "build_archs.h"
 #include "kernels/vhead_decode_plan.h"
 
 namespace {
 
-pybind11::list split_archs(const std::string& archs) {
+pybind11::list sm_names(const std::vector<std::string>& archs) {
   pybind11::list out;
-  size_t start = 0;
-  while (start < archs.size()) {
-    size_t end = archs.find(';', start);
-    if (end == std::string::npos) end = archs.size();
-    if (end > start) out.append("sm_" + archs.substr(start, end - start));
-    start = end + 1;
-  }
+  for (const auto& arch : archs) out.append("sm_" + arch);
   return out;
 }
 
@@ -31,7 +27,7 @@ PYBIND11_MODULE(_C, m) {
 #else
   info["cuda_backend"] = false;
 #endif
-  info["cuda_archs"] = split_archs(HEADMIX_BUILD_ARCHS);
+  info["cuda_archs"] = sm_names(headmix::build_archs());
   info["cuda_version"] = std::string(HEADMIX_BUILD_CUDA_VERSION);
   info["cutlass_version"] = std::string(HEADMIX_BUILD_CUTLASS_VERSION);
   m.attr("build_info") = info;

@@ -14,7 +14,7 @@ def flash_backward_in_pytorch(s, out, dout, dlse):
     q, k, v = (kw[name].float() for name in "qkv")
     group = q.shape[2] // k.shape[2]
     k, v = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
-    scale = kw["scale"] or q.shape[-1] ** -0.5
+    scale = reference.attention_scale(kw["scale"], q.shape[-1])
     allowed = reference.allowed_keys(q.shape[1], k.shape[1], kw["causal"], kw["window_left"], kw["window_right"],
                                      q.device)
     scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * scale

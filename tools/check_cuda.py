@@ -26,6 +26,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from headmix_build_version import cuda_archs  # tools/ is on the path: this runs as a script
+
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "check-cuda"
 REPORT = BUILD / "resource-usage.txt"
@@ -37,7 +39,7 @@ ARCH = re.compile(r"Compiling entry function '(\S+)' for '(sm_\w+)'")
 
 
 def build() -> str:
-    archs = os.environ.get("HEADMIX_CUDA_ARCHS", "90a;100a")
+    archs = ";".join(cuda_archs())
     configure = [
         "cmake", "-S", str(ROOT), "-B", str(BUILD), "-G", "Ninja",
         "-DHEADMIX_KERNELS_ONLY=ON", f"-DHEADMIX_CUDA_ARCHS={archs}",
@@ -141,9 +143,9 @@ def check_bindings() -> None:
     cuda_include = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "include"
     includes = [ROOT / "csrc", stubs, *map(Path, cpp.include_paths()), cuda_include]
     for source in sorted((ROOT / "csrc" / "cuda").glob("*.cpp")):
-        archs = os.environ.get("HEADMIX_CUDA_ARCHS", "90a;100a")
-        defines = ["-DHEADMIX_WITH_CUDA", f'-DHEADMIX_BUILD_ARCHS="{archs}"']
-        if "90a" in archs.replace(",", ";").split(";"):
+        archs = cuda_archs()
+        defines = ["-DHEADMIX_WITH_CUDA", f'-DHEADMIX_BUILD_ARCHS="{";".join(archs)}"']
+        if "90a" in archs:
             defines.append("-DHEADMIX_WITH_SM90_KERNELS=1")
         command = ["c++", "-fsyntax-only", "-std=c++17", *defines, *(f"-I{p}" for p in includes), str(source)]
         result = subprocess.run(command, capture_output=True, text=True)

@@ -39,12 +39,18 @@ def _cuda_enabled(nvcc_version: str | None) -> bool:
     return torch.version.cuda is not None and nvcc_version is not None
 
 
+def cuda_archs() -> list[str]:
+    """HEADMIX_CUDA_ARCHS as CMake reads it (";" or "," between entries): the one parse of the
+    setting in Python, also used by tools/check_cuda.py."""
+    archs = os.environ.get("HEADMIX_CUDA_ARCHS", DEFAULT_ARCHS).replace(",", ";").split(";")
+    return [a.strip() for a in archs if a.strip()]
+
+
 def local_label() -> str:
     nvcc_version = _nvcc_version()
     if not _cuda_enabled(nvcc_version):
         return "cpu"
-    archs = os.environ.get("HEADMIX_CUDA_ARCHS", DEFAULT_ARCHS).replace(",", ";").split(";")
-    return ".".join([f"cu{nvcc_version}"] + [f"sm{a.strip()}" for a in archs if a.strip()])
+    return ".".join([f"cu{nvcc_version}"] + [f"sm{a}" for a in cuda_archs()])
 
 
 def dynamic_metadata(field: str, settings: dict | None = None) -> str:

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <limits>
 
+#include "attention_scale.h"
 #include "checks.h"
 #include "cpu/attention.h"
 #include "registration.h"
@@ -23,10 +24,6 @@ namespace {
 constexpr int64_t kBlockQ = 128;  // query rows per task / GEMM
 constexpr int64_t kBlockK = 256;  // key rows per GEMM
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
-
-double softmax_scale(const std::optional<double>& scale, int64_t head_dim) {
-  return scale ? *scale : 1.0 / std::sqrt(double(head_dim));
-}
 
 // True when every (query, key) pair of the tile [i0, i1) x [j0, j1) is inside the band.
 bool tile_inside_band(const KeyBand& band, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
@@ -137,7 +134,7 @@ std::tuple<at::Tensor, at::Tensor> flash_attn_fwd(const at::Tensor& q, const at:
                                                   bool causal, int64_t window_left,
                                                   int64_t window_right) {
   check_flash_attn(q, k, v, window_left, window_right);
-  return attention_forward(q, k, v, softmax_scale(scale, q.size(3)), causal, window_left,
+  return attention_forward(q, k, v, attention_scale(scale, q.size(3)), causal, window_left,
                            window_right);
 }
 
@@ -147,7 +144,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> flash_attn_bwd(
     std::optional<double> scale_opt, bool causal, int64_t window_left, int64_t window_right) {
   const auto dims = check_flash_attn(q, k, v, window_left, window_right);
   check_flash_attn_bwd(dims, dout, out, lse, dlse);
-  const double scale = softmax_scale(scale_opt, dims.head_dim);
+  const double scale = attention_scale(scale_opt, dims.head_dim);
   const int64_t group = dims.heads / dims.kv_heads;
   const auto acc_type = accumulate_type(q.scalar_type());
   const auto q_scaled = q.to(acc_type).mul(scale);

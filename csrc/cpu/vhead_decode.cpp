@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "attention_scale.h"
 #include "checks.h"
 #include "cpu/attention.h"
 #include "cpu/kv_cache.h"
@@ -26,7 +27,7 @@ std::tuple<at::Tensor, at::Tensor> vhead_decode(
   check_cache_ranges(dims, cache_seqlens, block_table, k_cache.size(0), 0, std::nullopt,
                      std::nullopt);
   const auto acc = accumulate_type(q.scalar_type());
-  const double softmax_scale = scale ? *scale : 1.0 / std::sqrt(double(dims.head_dim));
+  const double softmax_scale = attention_scale(scale, dims.head_dim);
   auto out = at::empty({dims.batch, dims.seqlen_q, dims.heads, dims.head_dim_v}, q.options());
   auto lse = at::empty({dims.batch, dims.heads, dims.seqlen_q}, q.options().dtype(acc));
   const auto lengths = cache_seqlens.to(at::kCPU);

@@ -5,22 +5,16 @@
 
 #include <string>
 
+#include "build_archs.h"
 #include "cuda/kernel_dtype.h"
 
 namespace headmix::cuda {
 
-// True when the build holds kernels for this device. HEADMIX_BUILD_ARCHS is the CMake list
-// ("90a;100a"); an arch-specific entry ("90a") runs only on that exact compute capability,
-// a plain one ("80") on it and on newer ones of the same major version.
+// True when the build holds kernels for this device: an arch-specific entry ("90a") runs only
+// on that exact compute capability, a plain one ("80") on it and on newer ones of the same
+// major version.
 inline bool built_for(int major, int minor) {
-  const std::string archs = HEADMIX_BUILD_ARCHS;
-  size_t start = 0;
-  while (start < archs.size()) {
-    size_t end = archs.find(';', start);
-    if (end == std::string::npos) end = archs.size();
-    const std::string entry = archs.substr(start, end - start);
-    start = end + 1;
-    if (entry.empty()) continue;
+  for (const std::string& entry : build_archs()) {
     const bool specific = entry.back() == 'a' || entry.back() == 'f';
     const int cc = std::stoi(specific ? entry.substr(0, entry.size() - 1) : entry);
     if (specific ? cc == major * 10 + minor : (cc / 10 == major && cc % 10 <= minor)) return true;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <optional>
 
+#include "attention_scale.h"
 #include "checks.h"
 #include "cuda/kernel_dtype.h"
 #include "kernels/params.h"
@@ -67,7 +68,7 @@ inline kernels::FlashAttnParams attn_params(const AttnDims& dims, const at::Tens
   p.v_batch_stride = v.stride(0);
   p.v_row_stride = v.stride(1);
   p.v_head_stride = v.stride(2);
-  p.scale = float(scale ? *scale : 1.0 / std::sqrt(double(dims.head_dim)));
+  p.scale = float(attention_scale(scale, dims.head_dim));
   // The kernels take row maxima of the raw scores, which needs an order-preserving scale.
   TORCH_CHECK(p.scale > 0.f && std::isfinite(p.scale), "scale must be positive and finite on CUDA, got ",
               scale ? *scale : 0.0);

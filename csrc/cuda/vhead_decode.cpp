@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "attention_scale.h"
 #include "checks.h"
 #include "cuda/cache_checks.h"
 #include "cuda/decode_aten.h"
@@ -85,7 +86,7 @@ std::tuple<at::Tensor, at::Tensor> vhead_decode(
   const auto dims = check_vhead_decode(q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table,
                                        window_left);
   const c10::cuda::CUDAGuard device_guard(q.device());
-  const double softmax_scale = scale ? *scale : 1.0 / std::sqrt(double(dims.head_dim));
+  const double softmax_scale = attention_scale(scale, dims.head_dim);
   const auto* props = at::cuda::getDeviceProperties(q.device().index());
   const int64_t max_smem = int64_t(props->sharedMemPerBlockOptin);
   const auto plan = kernels::plan_vhead_decode(vhead_decode_shape(dims, w_k.has_value()),

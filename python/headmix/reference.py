@@ -38,11 +38,17 @@ def allowed_keys(seqlen_q, seqlen_k, causal=False, window_left=-1, window_right=
     return allowed
 
 
+def attention_scale(scale, head_dim):
+    """The caller's softmax scale, or 1/sqrt(d). The native ops take theirs from
+    csrc/attention_scale.h; tests/test_shared_definitions.py checks that the two agree."""
+    return 1.0 / math.sqrt(head_dim) if scale is None else scale
+
+
 def flash_attn(q, k, v, scale=None, causal=False, window_left=-1, window_right=-1):
     """out [B, S_q, H, d_v] (q's dtype) and lse [B, H, S_q] (float32, float64 for float64)."""
     compute = torch.float64 if q.dtype == torch.float64 else torch.float32
     group = q.shape[2] // k.shape[2]
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scale = attention_scale(scale, q.shape[-1])
     qc = q.to(compute).transpose(1, 2)  # [B, H, S_q, d]
     kc = k.to(compute).repeat_interleave(group, dim=2).transpose(1, 2)
     vc = v.to(compute).repeat_interleave(group, dim=2).transpose(1, 2)

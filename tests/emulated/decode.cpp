@@ -3,6 +3,7 @@
 // (cuda/vhead_decode_params.h), counting the NaN elements cp.async reads from the caches.
 #include "harness.h"
 
+#include "attention_scale.h"
 #include "cuda/vhead_decode_params.h"
 #include "sm80/vhead_decode.cu"
 
@@ -36,7 +37,7 @@ std::vector<at::Tensor> emulated_vhead_decode(const at::Tensor& q, const at::Ten
               "the kernel covers bfloat16/float16 with d = d_v in {64, 128}");
   const auto plan = headmix::kernels::plan_vhead_decode(headmix::cuda::vhead_decode_shape(dims, w_k.has_value()),
                                                         int(num_sms), int64_t(emu::kSharedMemoryBytes));
-  const double softmax_scale = scale ? *scale : 1.0 / std::sqrt(double(dims.head_dim));
+  const double softmax_scale = headmix::attention_scale(scale, dims.head_dim);
   auto out = at::empty({dims.batch, dims.seqlen_q, dims.heads, dims.head_dim}, q.options());
   auto lse = at::empty({dims.batch, dims.heads, dims.seqlen_q}, q.options().dtype(at::kFloat));
   const auto scratch = plan.workspace_floats ? at::empty({plan.workspace_floats}, lse.options()) : at::Tensor();
