@@ -150,8 +150,8 @@ rules(MIX, {
     "cos rank": (lambda d: dict(cos=randn(6, 4, 1, device=d)),
                  "cos must be [max_pos, rotary_dim/2] (2-D), got shape [6, 4, 1]"),
     "sin shape": (lambda d: dict(sin=randn(6, 3, device=d)), "sin must have the shape of cos [6, 4], got [6, 3]"),
-    "float64 cos": (lambda d: dict(cos=randn(6, 4, device=d, dtype=torch.float64)),
-                    "cos and sin must be float32, got float64 and float32"),
+    "float64 tables": (lambda d: {name: t.double() for name, t in rope(6, 8, d).items()},
+                       "cos and sin must be float32, got float64 and float64"),
     "rotary_dim > d": (lambda d: rope(6, 10, d),
                        "cos/sin cover rotary_dim = 2*5 = 10 features, more than the head dim 8"),
     "cos too short": (lambda d: dict(pos_offset=1), "cos/sin have 6 positions but the tokens need positions up to 6 "
