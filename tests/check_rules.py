@@ -23,7 +23,7 @@ ArgsFn = Callable[[str], dict]
 
 @dataclass(frozen=True)
 class Rule:
-    op: str  # torch.ops.headmix.<op>
+    op: str  # a VALID key: torch.ops.headmix.<op>, or "<op> (paged)"
     name: str  # what the bad input breaks
     changes: ArgsFn  # device -> the schema arguments that differ from VALID[op]
     message: str
@@ -33,6 +33,10 @@ class Rule:
     @property
     def id(self) -> str:
         return f"{self.op}: {self.name}"
+
+    def args(self, device: str) -> dict:
+        """The op's bad call: its valid one with this rule's changes."""
+        return VALID[self.op](device) | self.changes(device)
 
 
 def randn(*shape, device, dtype=torch.float32):
