@@ -1,10 +1,15 @@
 // Launcher of the Hopper flash-attention forward: builds the TMA descriptors of q, k, v and out
-// from the Params and launches one 384-thread CTA per (128-row query tile, head, batch).
-// Instantiated for bf16/fp16 x d 64/128. CMake compiles it for sm_90a only (elsewhere wgmma
-// compiles to a trap); check-cuda requires HGMMA in its SASS.
+// from the Params (cudaErrorInvalidValue for operands TMA cannot describe) and launches one
+// 384-thread CTA per (128-row query tile, head, batch). Instantiated for bf16/fp16 x d 64/128.
+// CMake compiles it for sm_90a only; check-cuda requires HGMMA in its SASS.
 #include "flash_attn.h"
 #include "sm90/flash_fwd_kernel.cuh"
 #include "sm90/launch.h"
+
+// Built for any other arch, wgmma and setmaxnreg would compile to traps (see sm90/flash_bwd.cu).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ != 900
+#error "sm90/flash_fwd.cu is for sm_90a only"
+#endif
 
 namespace headmix::kernels {
 namespace {
@@ -13,31 +18,30 @@ template <typename Element, int kHeadDim>
 cudaError_t launch_fwd(const FlashAttnFwdParams& p, cudaStream_t stream) {
   using Cfg = sm90::FlashFwdSm90Config<Element, kHeadDim>;
   const FlashAttnParams& a = p.attn;
-  const auto load = [&](const void* ptr, int64_t rows, int64_t heads, int64_t row_stride, int64_t head_stride,
-                        int64_t batch_stride) {
-    return sm90::tma_operand<const Element, kHeadDim>(ptr, rows, heads, a.batch, row_stride, head_stride, batch_stride);
-  };
+  const sm90::TmaOperand q(a.q, a.seqlen_q, a.heads, a.batch, a.q_row_stride, a.q_head_stride, a.q_batch_stride,
+                           kHeadDim);
+  const sm90::TmaOperand k(a.k, a.seqlen_k, a.kv_heads, a.batch, a.k_row_stride, a.k_head_stride, a.k_batch_stride,
+                           kHeadDim);
+  const sm90::TmaOperand v(a.v, a.seqlen_k, a.kv_heads, a.batch, a.v_row_stride, a.v_head_stride, a.v_batch_stride,
+                           kHeadDim);
+  // out is [B, S_q, H, d] contiguous.
+  const sm90::TmaOperand o(p.out, a.seqlen_q, a.heads, a.batch, a.heads * kHeadDim, kHeadDim,
+                           a.seqlen_q * a.heads * kHeadDim, kHeadDim);
+  if (!sm90::all_encodable<kHeadDim, Element>(q, k, v, o)) return cudaErrorInvalidValue;
+
   const auto tile_q = cute::Shape<cute::Int<Cfg::kBlockM>, cute::Int<kHeadDim>>{};
   const auto tile_kv = cute::Shape<cute::Int<Cfg::kBlockN>, cute::Int<kHeadDim>>{};
   const typename Cfg::SmemQ smem_q{};
   const typename Cfg::SmemKVStage smem_kv{};
   sm90::FlashFwdSm90Args<Cfg> args{};
   args.p = p;
-  args.tma_q = cute::make_tma_copy(
-      cute::SM90_TMA_LOAD{}, load(a.q, a.seqlen_q, a.heads, a.q_row_stride, a.q_head_stride, a.q_batch_stride),
-      smem_q, tile_q, cute::_1{});
-  args.tma_k = cute::make_tma_copy(
-      cute::SM90_TMA_LOAD{}, load(a.k, a.seqlen_k, a.kv_heads, a.k_row_stride, a.k_head_stride, a.k_batch_stride),
-      smem_kv, tile_kv, cute::_1{});
-  args.tma_v = cute::make_tma_copy(
-      cute::SM90_TMA_LOAD{}, load(a.v, a.seqlen_k, a.kv_heads, a.v_row_stride, a.v_head_stride, a.v_batch_stride),
-      smem_kv, tile_kv, cute::_1{});
-  // out is [B, S_q, H, d] contiguous.
-  args.tma_o = cute::make_tma_copy(
-      cute::SM90_TMA_STORE{},
-      sm90::tma_operand<Element, kHeadDim>(p.out, a.seqlen_q, a.heads, a.batch, a.heads * kHeadDim, kHeadDim,
-                                           a.seqlen_q * a.heads * kHeadDim),
-      smem_q, tile_q, cute::_1{});
+  args.tma_q = cute::make_tma_copy(cute::SM90_TMA_LOAD{}, q.tensor<const Element, kHeadDim>(), smem_q, tile_q,
+                                   cute::_1{});
+  args.tma_k = cute::make_tma_copy(cute::SM90_TMA_LOAD{}, k.tensor<const Element, kHeadDim>(), smem_kv, tile_kv,
+                                   cute::_1{});
+  args.tma_v = cute::make_tma_copy(cute::SM90_TMA_LOAD{}, v.tensor<const Element, kHeadDim>(), smem_kv, tile_kv,
+                                   cute::_1{});
+  args.tma_o = cute::make_tma_copy(cute::SM90_TMA_STORE{}, o.tensor<Element, kHeadDim>(), smem_q, tile_q, cute::_1{});
 
   const dim3 grid(unsigned((a.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM), unsigned(a.heads), unsigned(a.batch));
   return sm90::launch_kernel<Cfg>(sm90::flash_fwd_sm90_kernel<Cfg>, grid, args, stream);
