@@ -3,6 +3,7 @@
 // fp32 atomics when dq_accum is given), then the portable dq conversion or deterministic dq
 // pass. Instantiated for bf16/fp16 x d 64/128. CMake compiles it for sm_90a only; check-cuda
 // requires HGMMA in its SASS.
+#include "common/launch.cuh"
 #include "flash_attn.h"
 #include "sm90/flash_bwd_kernel.cuh"
 #include "sm90/launch.h"
@@ -58,7 +59,8 @@ cudaError_t launch_dkdv(const FlashAttnBwdParams& p, cudaStream_t stream) {
                                     cute::_1{});
 
   const dim3 grid(unsigned((a.seqlen_k + Cfg::kBlockN - 1) / Cfg::kBlockN), unsigned(a.kv_heads), unsigned(a.batch));
-  return sm90::launch_kernel<Cfg>(sm90::flash_bwd_sm90_kernel<Cfg>, grid, args, stream);
+  return launch_kernel(sm90::flash_bwd_sm90_kernel<Cfg>, grid, Cfg::kThreads, sizeof(typename Cfg::SharedStorage), stream,
+                       args);
 }
 
 }  // namespace

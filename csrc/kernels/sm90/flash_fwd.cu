@@ -2,6 +2,7 @@
 // from the Params (cudaErrorInvalidValue for operands TMA cannot describe) and launches one
 // 384-thread CTA per (128-row query tile, head, batch). Instantiated for bf16/fp16 x d 64/128.
 // CMake compiles it for sm_90a only; check-cuda requires HGMMA in its SASS.
+#include "common/launch.cuh"
 #include "flash_attn.h"
 #include "sm90/flash_fwd_kernel.cuh"
 #include "sm90/launch.h"
@@ -44,7 +45,8 @@ cudaError_t launch_fwd(const FlashAttnFwdParams& p, cudaStream_t stream) {
   args.tma_o = cute::make_tma_copy(cute::SM90_TMA_STORE{}, o.tensor<Element, kHeadDim>(), smem_q, tile_q, cute::_1{});
 
   const dim3 grid(unsigned((a.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM), unsigned(a.heads), unsigned(a.batch));
-  return sm90::launch_kernel<Cfg>(sm90::flash_fwd_sm90_kernel<Cfg>, grid, args, stream);
+  return launch_kernel(sm90::flash_fwd_sm90_kernel<Cfg>, grid, Cfg::kThreads, sizeof(typename Cfg::SharedStorage), stream,
+                       args);
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 #pragma once
-// Host side shared by the sm90 launchers: operands described for TMA descriptors, the
-// (element type, head dim) dispatch, and the launch of a warp-specialised kernel.
+// Host side shared by the sm90 launchers: operands described for TMA descriptors and the
+// (element type, head dim) dispatch.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -63,17 +63,6 @@ cudaError_t with_element_and_head_dim(DType dtype, int64_t head_dim, Fn&& fn) {
     return head_dim == 64 ? fn(cutlass::bfloat16_t{}, Int<64>{}) : fn(cutlass::bfloat16_t{}, Int<128>{});
   }
   return head_dim == 64 ? fn(cutlass::half_t{}, Int<64>{}) : fn(cutlass::half_t{}, Int<128>{});
-}
-
-// kernel<<<grid, Cfg::kThreads, sizeof(Cfg::SharedStorage), stream>>>(args), after raising the
-// kernel's dynamic shared-memory limit to that size.
-template <class Cfg, class Kernel, class Args>
-cudaError_t launch_kernel(Kernel kernel, dim3 grid, const Args& args, cudaStream_t stream) {
-  constexpr int kSmem = sizeof(typename Cfg::SharedStorage);
-  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-  if (err != cudaSuccess) return err;
-  kernel<<<grid, Cfg::kThreads, kSmem, stream>>>(args);
-  return cudaGetLastError();
 }
 
 }  // namespace headmix::kernels::sm90
