@@ -50,7 +50,7 @@ std::tuple<at::Tensor, at::Tensor> flash_attn_fwd(const at::Tensor& q_in, const 
                                                   const at::Tensor& v_in, std::optional<double> scale,
                                                   bool causal, int64_t window_left, int64_t window_right) {
   const auto dims = check_flash_attn(q_in, k_in, v_in, window_left, window_right);
-  check_portable(dims, q_in, v_in, "flash_attn_fwd");
+  check_kernel_coverage(dims, q_in, v_in, "flash_attn_fwd");
   const c10::cuda::CUDAGuard device_guard(q_in.device());
   require_kernel_arch(q_in.device(), "flash_attn_fwd");
   FlashFwdCall call(dims, q_in, k_in, v_in, scale, causal, window_left, window_right);
@@ -72,7 +72,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> flash_attn_bwd(
     std::optional<double> scale, bool causal, int64_t window_left, int64_t window_right) {
   const auto dims = check_flash_attn(q_in, k_in, v_in, window_left, window_right);
   check_flash_attn_bwd(dims, dout_in, out_in, lse_in, dlse_in);
-  check_portable(dims, q_in, v_in, "flash_attn_bwd");
+  check_kernel_coverage(dims, q_in, v_in, "flash_attn_bwd");
   const c10::cuda::CUDAGuard device_guard(q_in.device());
   require_kernel_arch(q_in.device(), "flash_attn_bwd");
   FlashBwdCall call(dims, dout_in, q_in, k_in, v_in, out_in, lse_in, dlse_in, scale, causal, window_left,

@@ -3,6 +3,7 @@
 // fp32 atomics when dq_accum is given), then the portable dq conversion or deterministic dq
 // pass. Instantiated for bf16/fp16 x d 64/128. CMake compiles it for sm_90a only; check-cuda
 // requires HGMMA in its SASS.
+#include "common/dispatch.cuh"
 #include "common/launch.cuh"
 #include "flash_attn.h"
 #include "sm90/flash_bwd_kernel.cuh"
@@ -59,21 +60,22 @@ cudaError_t launch_dkdv(const FlashAttnBwdParams& p, cudaStream_t stream) {
                                     cute::_1{});
 
   const dim3 grid(unsigned((a.seqlen_k + Cfg::kBlockN - 1) / Cfg::kBlockN), unsigned(a.kv_heads), unsigned(a.batch));
-  return launch_kernel(sm90::flash_bwd_sm90_kernel<Cfg>, grid, Cfg::kThreads, sizeof(typename Cfg::SharedStorage), stream,
-                       args);
+  constexpr size_t kSmem = sizeof(typename Cfg::SharedStorage);
+  return launch_kernel(sm90::flash_bwd_sm90_kernel<Cfg>, grid, Cfg::kThreads, kSmem, stream, args);
 }
 
 }  // namespace
 
 cudaError_t launch_flash_attn_bwd_sm90(const FlashAttnBwdParams& p, cudaStream_t stream) {
   const FlashAttnParams& a = p.attn;
-  if (!flash_attn_portable_supports(a.dtype, a.head_dim)) return cudaErrorInvalidValue;
   // TMA descriptors cannot describe empty operands; the portable backward handles them.
   if (a.batch * a.heads * a.seqlen_q * a.seqlen_k == 0) return launch_flash_attn_bwd_portable(p, stream);
   cudaError_t err = launch_flash_attn_bwd_row_dot(p, stream);
   if (err == cudaSuccess) {
-    err = sm90::with_element_and_head_dim(a.dtype, a.head_dim, [&](auto element, auto head_dim) {
-      return launch_dkdv<decltype(element), decltype(head_dim)::value>(p, stream);
+    err = with_element<Elements::k16Bit>(a.dtype, [&](auto element) {
+      return with_head_dim(a.head_dim, [&](auto head_dim) {
+        return launch_dkdv<CuteElement<decltype(element)>, decltype(head_dim)::value>(p, stream);
+      });
     });
   }
   return err == cudaSuccess ? launch_flash_attn_bwd_dq_finish(p, stream) : err;

@@ -2,6 +2,7 @@
 // from the Params (cudaErrorInvalidValue for operands TMA cannot describe) and launches one
 // 384-thread CTA per (128-row query tile, head, batch). Instantiated for bf16/fp16 x d 64/128.
 // CMake compiles it for sm_90a only; check-cuda requires HGMMA in its SASS.
+#include "common/dispatch.cuh"
 #include "common/launch.cuh"
 #include "flash_attn.h"
 #include "sm90/flash_fwd_kernel.cuh"
@@ -45,19 +46,20 @@ cudaError_t launch_fwd(const FlashAttnFwdParams& p, cudaStream_t stream) {
   args.tma_o = cute::make_tma_copy(cute::SM90_TMA_STORE{}, o.tensor<Element, kHeadDim>(), smem_q, tile_q, cute::_1{});
 
   const dim3 grid(unsigned((a.seqlen_q + Cfg::kBlockM - 1) / Cfg::kBlockM), unsigned(a.heads), unsigned(a.batch));
-  return launch_kernel(sm90::flash_fwd_sm90_kernel<Cfg>, grid, Cfg::kThreads, sizeof(typename Cfg::SharedStorage), stream,
-                       args);
+  constexpr size_t kSmem = sizeof(typename Cfg::SharedStorage);
+  return launch_kernel(sm90::flash_fwd_sm90_kernel<Cfg>, grid, Cfg::kThreads, kSmem, stream, args);
 }
 
 }  // namespace
 
 cudaError_t launch_flash_attn_fwd_sm90(const FlashAttnFwdParams& p, cudaStream_t stream) {
-  if (!flash_attn_portable_supports(p.attn.dtype, p.attn.head_dim)) return cudaErrorInvalidValue;
   if (p.attn.batch * p.attn.heads * p.attn.seqlen_q == 0) return cudaSuccess;
   // A TMA descriptor cannot describe an empty K/V; the portable kernel writes O = 0, lse = -inf.
   if (p.attn.seqlen_k == 0) return launch_flash_attn_fwd_portable(p, stream);
-  return sm90::with_element_and_head_dim(p.attn.dtype, p.attn.head_dim, [&](auto element, auto head_dim) {
-    return launch_fwd<decltype(element), decltype(head_dim)::value>(p, stream);
+  return with_element<Elements::k16Bit>(p.attn.dtype, [&](auto element) {
+    return with_head_dim(p.attn.head_dim, [&](auto head_dim) {
+      return launch_fwd<CuteElement<decltype(element)>, decltype(head_dim)::value>(p, stream);
+    });
   });
 }
 

@@ -1,6 +1,5 @@
 #pragma once
-// Host side shared by the sm90 launchers: operands described for TMA descriptors and the
-// (element type, head dim) dispatch.
+// Host side shared by the sm90 launchers: operands described for TMA descriptors.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -54,15 +53,6 @@ struct TmaOperand {
 template <int kHeadDim, typename Element, class... Operands>
 bool all_encodable(const Operands&... operands) {
   return (operands.encodable(kHeadDim, sizeof(Element)) && ...);
-}
-
-// fn(Element{}, Int<kHeadDim>{}) for the instantiated bf16/fp16 x d 64/128 combinations.
-template <class Fn>
-cudaError_t with_element_and_head_dim(DType dtype, int64_t head_dim, Fn&& fn) {
-  if (dtype == DType::kBFloat16) {
-    return head_dim == 64 ? fn(cutlass::bfloat16_t{}, Int<64>{}) : fn(cutlass::bfloat16_t{}, Int<128>{});
-  }
-  return head_dim == 64 ? fn(cutlass::half_t{}, Int<64>{}) : fn(cutlass::half_t{}, Int<128>{});
 }
 
 }  // namespace headmix::kernels::sm90
