@@ -5,7 +5,7 @@
 // or a position past the RoPE tables. That read is a device-to-host copy, one sync per call;
 // "0" skips it for loops that keep lengths right themselves, and then the kernels' own guards
 // answer (append skips rows it cannot place, decode gives NaN out and lse). Under CUDA-graph
-// capture no op reads on the host whatever the variable says (cuda/cache_checks.h).
+// capture the kernel paths read nothing on the host whatever it says (cuda/cache_checks.h).
 // Plain C++, so headmix._C reports it in a CPU-only build too (tests/test_cache_range_checks.py).
 #include <cstdlib>
 #include <cstring>
