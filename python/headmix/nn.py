@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _shapes
 from .cache import KVCache
 from .ops import flash_attn, iha_attention, mix_heads
 from .rope import apply_rope, rope_tables
@@ -58,6 +59,7 @@ class InterleavedHeadAttention(_RopeModule):
         factory = {"device": device, "dtype": dtype}
         self.num_heads, self.head_dim = num_heads, dim // num_heads
         self.pseudo = num_heads if pseudo_heads is None else pseudo_heads
+        _shapes.iha_window_left(window, self.pseudo)  # a bad window fails here, not at the first call
         self.window = window
         self.qkv = nn.Linear(dim, 3 * dim, bias=False, **factory)
         self.out = nn.Linear(dim, dim, bias=False, **factory)
@@ -84,6 +86,8 @@ class InterleavedHeadAttention(_RopeModule):
         return self.out(o.reshape(batch, tokens, dim))
 
     def _attend_cached(self, q, k, v, cache: KVCache):
+        # The rule of iha_attention, applied before the append so a bad window leaves the cache alone.
+        window_left = _shapes.iha_window_left(self.window, self.pseudo)
         batch, tokens = q.shape[:2]
         virtual = (batch, tokens * self.pseudo, self.num_heads, self.head_dim)
         # The cache rows are virtual tokens, so row index = virtual position.
@@ -91,7 +95,6 @@ class InterleavedHeadAttention(_RopeModule):
         k_hat = mix_heads(k, self.alpha_k, pseudo=self.pseudo)  # rotated by the append
         v_hat = mix_heads(v, self.alpha_v, pseudo=self.pseudo)
         cache.append(k_hat.view(virtual), v_hat.view(virtual), self.cos, self.sin)
-        window_left = -1 if self.window is None else self.window * self.pseudo - 1
         o_hat = cache.attend(q_hat.view(virtual), causal=True, window_left=window_left)
         return mix_heads(o_hat.view(q_hat.shape), self.collapse)
 
