@@ -135,6 +135,14 @@ def _grad_mismatch(cp):
     _expect_error_everywhere(lambda: ring_flash_attn(q, q.detach(), q.detach(), causal=True), "requires_grad")
 
 
+def _rope_too_short_for_the_last_ranks(cp):
+    """Tables of 20 virtual positions cover rank 0's tokens (contiguous) but not the sequence."""
+    cp = ContextParallel(layout="contiguous")
+    module = InterleavedHeadAttention(DIM, 4, pseudo_heads=2, max_seqlen=10, context_parallel=cp)
+    x = cp.shard(torch.randn(BATCH, TOKENS, DIM))
+    _expect_error_everywhere(lambda: module(x), "cos/sin have 20 positions", "needs 32")
+
+
 f64, f32 = torch.float64, torch.float32
 CASES = {
     "causal_contiguous_f64": _flash_case(f64, "contiguous", True, (-1, -1)),
@@ -154,6 +162,7 @@ CASES = {
     "error_local_shape_on_one_rank": _bad_local_shape,
     "error_uneven_zigzag": _uneven_zigzag,
     "error_requires_grad_mismatch": _grad_mismatch,
+    "error_rope_table_too_short": _rope_too_short_for_the_last_ranks,
 }
 
 

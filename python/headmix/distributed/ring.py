@@ -144,8 +144,8 @@ def _local_error(q, k, v, window) -> str | None:
 def attention_facts(q, k, v) -> dict:
     """What every rank's attention inputs must share, for ``agree``."""
     return {
-        "batch": q.shape[0], "q heads, head dim": tuple(q.shape[2:]), "kv heads": k.shape[2:3],
-        "v head dim": v.shape[3:], "dtype": (q.dtype, k.dtype, v.dtype), "device type": q.device.type,
+        "batch": tuple(q.shape[:1]), "q heads, head dim": tuple(q.shape[2:]), "kv heads": tuple(k.shape[2:3]),
+        "v head dim": tuple(v.shape[3:]), "dtype": (q.dtype, k.dtype, v.dtype), "device type": q.device.type,
         "requires_grad (q, k, v; with grad enabled)": tuple(
             torch.is_grad_enabled() and t.requires_grad for t in (q, k, v)),
     }
