@@ -98,6 +98,15 @@ def _mea(dtype):
     return ExplicitMultiheadAttention(DIM, 4, num_kv_heads=2, dtype=dtype)
 
 
+def _unshard_inverts_shard(cp):
+    x = torch.randn(BATCH, TOKENS, 3)
+    for layout in ("zigzag", "contiguous"):
+        cp = ContextParallel(layout=layout)
+        torch.testing.assert_close(cp.unshard(cp.shard(x)), x, rtol=0, atol=0)
+    uneven = _uneven_shard(x, cp.rank, cp.world_size)  # contiguous, lengths 1, 2, ..., rest
+    torch.testing.assert_close(cp.unshard(uneven), x, rtol=0, atol=0)
+
+
 def _expect_error_everywhere(call, *fragments):
     """call() must raise on this rank (and so, run on all ranks, on every rank) with a message
     holding every fragment."""
@@ -158,6 +167,7 @@ CASES = {
     "iha_zigzag_f32": _module_case(_iha(), f32, "zigzag"),
     "iha_window_contiguous_f64": _module_case(_iha(window=3), f64, "contiguous"),
     "mea_zigzag_f64": _module_case(_mea, f64, "zigzag"),
+    "unshard_inverts_shard": _unshard_inverts_shard,
     "error_inconsistent_heads": _bad_heads,
     "error_local_shape_on_one_rank": _bad_local_shape,
     "error_uneven_zigzag": _uneven_zigzag,
