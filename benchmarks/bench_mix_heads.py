@@ -1,6 +1,6 @@
 """headmix.mix_heads against the PyTorch composite, forward and backward (dx, dw).
 
-Variants (DESIGN.md "IHA layer", "MEA layer"):
+Variants (docs/math.md "IHA", "MEA"):
   expand    IHA query/key expansion with RoPE, H -> P*H heads, rotated at n*P + p
   collapse  IHA output collapse, P*H -> H heads
   hlc       MEA head-level composition of the kv heads, H_kv -> H_kv

@@ -233,7 +233,7 @@ class Case:
 
 
 def randn(*shape, device, dtype, scale=1.0, requires_grad=False):
-    """Fresh N(0, scale^2) data (never zeros: DESIGN.md), optionally a leaf that needs grad."""
+    """Fresh N(0, scale^2) data (never zeros: docs/support.md), optionally a leaf that needs grad."""
     x = torch.randn(*shape, device=device, dtype=dtype) * scale
     return x.requires_grad_(requires_grad)
 

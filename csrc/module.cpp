@@ -1,12 +1,14 @@
 // headmix._C: loading it registers the ops (TORCH_LIBRARY in registration.cpp); the Python
 // module itself reports how this build was configured and exposes the CUDA decode plan, so
-// headmix.vhead_decode_workspace_size sizes workspaces with the launcher's own arithmetic.
+// headmix.vhead_decode_workspace_size sizes workspaces with the launcher's own arithmetic, and
+// the CUDA cache ops' HEADMIX_CACHE_RANGE_CHECKS rule, so a CPU test pins it down.
 #include <pybind11/pybind11.h>
 
 #include <string>
 #include <vector>
 
 #include "build_archs.h"
+#include "cache_range_checks.h"
 #include "kernels/vhead_decode_plan.h"
 
 namespace {
@@ -47,4 +49,7 @@ PYBIND11_MODULE(_C, m) {
       },
       "The CUDA vhead_decode plan (kernels/vhead_decode_plan.h) for these shapes on a GPU with num_sms SMs "
       "and max_smem bytes of opt-in shared memory per block.");
+  m.def("cache_range_checks", &headmix::cache_range_checks_enabled,
+        "Whether the CUDA kv_cache_append and vhead_decode check lengths, pages and RoPE positions on the "
+        "host now, outside CUDA-graph capture (HEADMIX_CACHE_RANGE_CHECKS, cache_range_checks.h).");
 }

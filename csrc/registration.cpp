@@ -1,6 +1,7 @@
 // Every headmix op schema, defined once. Backends add implementations with
 // TORCH_LIBRARY_IMPL(headmix, <Backend>, m) next to their code (csrc/cpu, csrc/cuda);
-// fakes and autograd formulas live in python/headmix/ops.py. DESIGN.md gives the math.
+// fakes and autograd formulas live in python/headmix/ops.py. docs/math.md gives the math,
+// docs/ops.md the API.
 #include <torch/library.h>
 
 #include "registration.h"

@@ -218,7 +218,7 @@ def test_iha_attention_gradients_match_reference_float64(device):
 
 
 def test_iha_with_one_pseudo_head_and_identity_weights_is_mha_with_rope(device):
-    """DESIGN.md: P = 1 and identity alpha / collapse is exactly causal MHA with RoPE
+    """docs/math.md (IHA): P = 1 and identity alpha / collapse is exactly causal MHA with RoPE
     (checked against torch's own scaled_dot_product_attention)."""
     inputs = iha_inputs(device, torch.float64, pseudo=1, heads=3, kv_heads=3, rotary_dim=8)
     eye = torch.eye(3, device=device, dtype=torch.float64)

@@ -67,7 +67,8 @@ def overflowing_sample():
                                   seqlens=[5, 63], capacity=64, block_size=16, rotary_dim=128)
 
 
-def test_overflow_is_rejected_before_anything_is_written():
+def test_overflow_is_rejected_before_anything_is_written(monkeypatch):
+    monkeypatch.delenv("HEADMIX_CACHE_RANGE_CHECKS", raising=False)  # the default: host checks
     s = overflowing_sample()
     before = [t.clone() for t in (s.kwargs["k_cache"], s.kwargs["v_cache"])]
     with pytest.raises(RuntimeError, match="cache_seqlens\\[1\\] = 63 plus the new rows 2 exceeds the cache capacity"):

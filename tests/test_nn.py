@@ -1,6 +1,9 @@
 """The modules: IHA and MEA layers against their reference composition, cached decode against
 the full forward, and the MEA SVD compression."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -62,6 +65,31 @@ def test_iha_cached_decode_equals_full_forward(pseudo, window, block_size):
         prefill = module(x[:, :4], cache)
         steps = [module(x[:, t : t + 1], cache) for t in range(4, 10)]
     torch.testing.assert_close(torch.cat([prefill, *steps], dim=1), full, rtol=1e-10, atol=1e-10)
+
+
+def test_iha_window_below_one_token_is_rejected():
+    with pytest.raises(RuntimeError, match="window must be >= 1 original tokens"):
+        InterleavedHeadAttention(16, 2, 2, window=0, max_seqlen=8)
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["uncached", "cached"])
+def test_iha_forward_paths_share_the_window_rule(cached):
+    """The cached decode path once turned window=0 into an unbounded window; both paths now
+    apply the rule of the uncached one, and a rejected cached call appends nothing."""
+    module = InterleavedHeadAttention(16, 2, 2, max_seqlen=8)
+    module.window = 0  # set after construction, which rejects it
+    cache = module.make_cache(1, 4) if cached else None
+    with torch.no_grad(), pytest.raises(RuntimeError, match="window must be >= 1 original tokens"):
+        module(torch.randn(1, 3, 16), cache)
+    assert cache is None or cache.length == 0
+
+
+def test_import_headmix_makes_headmix_nn_available():
+    # A fresh interpreter: this one has imported headmix.nn already.
+    code = "import headmix; print(headmix.nn.InterleavedHeadAttention.__name__)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "InterleavedHeadAttention"
 
 
 @pytest.mark.parametrize("heads,kv_heads", [(4, 4), (8, 4), (8, 2)])

@@ -1,7 +1,7 @@
 """CUDA-only properties of the vhead_decode kernels: the head dims, lengths and layouts they
 serve (NaN in every cache row >= cache_seqlens and in unused pages, ragged batches up to 32k
 rows, pages of 16/64/256 rows, GQA ratios, S_q in {1, 2, 4, 16}, virtual heads), deterministic
-split-KV merges, NaN answers for bad lengths without a host sync, the workspace, CUDA-graph
+split-KV merges, bad lengths (a clear error, or NaN without the host check), the workspace, CUDA-graph
 capture and replay, opcheck, and greedy generation with a compressed MEA model matching the CPU.
 (The shared op tests in test_vhead_decode.py also run on CUDA, through the ATen path for their
 small head dims.)"""
@@ -119,16 +119,21 @@ def test_workspace_is_checked():
 
 
 @pytest.mark.parametrize("block_size", [None, 16])
-def test_bad_lengths_and_pages_answer_nan_without_a_sync(monkeypatch, block_size):
-    """The kernel path never reads lengths on the host: a sequence longer than the cache, or one
-    whose page id is out of range, gets NaN out and lse; the others are unaffected. With
-    HEADMIX_CACHE_RANGE_CHECKS=1 the binding checks on the host and raises instead."""
+def test_bad_lengths_and_pages_raise_or_answer_nan_without_a_sync(monkeypatch, block_size):
+    """By default the binding checks lengths and pages on the host and raises. With
+    HEADMIX_CACHE_RANGE_CHECKS=0 (and under graph capture) the kernel path reads nothing on the
+    host: a sequence longer than the cache, or one whose page id is out of range, gets NaN out
+    and lse; the others are unaffected."""
     s = sample(torch.bfloat16, 128, "GQA 4", block_size, 2, [100, 200, 300], capacity=512)
     expected = run(s)
     kwargs = s.kwargs
     kwargs["cache_seqlens"][0] = 513
     if block_size is not None:
         kwargs["block_table"][1, 3] = kwargs["k_cache"].shape[0]
+    monkeypatch.delenv("HEADMIX_CACHE_RANGE_CHECKS", raising=False)
+    with pytest.raises(RuntimeError, match="cache_seqlens\\[0\\] = 513 exceeds the cache capacity of 512 rows"):
+        run(s)
+    monkeypatch.setenv("HEADMIX_CACHE_RANGE_CHECKS", "0")
     out, lse = run(s)
     bad = [0, 1] if block_size is not None else [0]
     for b in range(3):
@@ -136,9 +141,6 @@ def test_bad_lengths_and_pages_answer_nan_without_a_sync(monkeypatch, block_size
             assert out[b].isnan().all() and lse[b].isnan().all(), b
         else:
             assert torch.equal(out[b], expected[0][b]) and torch.equal(lse[b], expected[1][b]), b
-    monkeypatch.setenv("HEADMIX_CACHE_RANGE_CHECKS", "1")
-    with pytest.raises(RuntimeError, match="cache_seqlens\\[0\\] = 513 exceeds the cache capacity of 512 rows"):
-        run(s)
 
 
 def test_cuda_graph_captures_an_append_and_decode_step():

@@ -1,6 +1,6 @@
-"""Accuracy rules (DESIGN.md "What done means"): float64 matches the reference to ~1e-10; lower
-precisions may be at most 2x as wrong as the same reference computation run in PyTorch on the
-same rounded inputs.
+"""Accuracy rules (docs/support.md "What done means"): float64 matches the reference to
+~1e-10; lower precisions may be at most 2x as wrong as the same reference computation run in
+PyTorch on the same rounded inputs.
 """
 
 from __future__ import annotations

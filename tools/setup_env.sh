@@ -19,7 +19,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   fi
 fi
 PY="$VENV/bin/python"
-pip_install() { "$PY" -m pip install --disable-pip-version-check -q --find-links .whl "$@"; }
+# pip warns once per package about a --find-links folder that does not exist.
+find_links=()
+[ -d .whl ] && find_links=(--find-links .whl)
+pip_install() { "$PY" -m pip install --disable-pip-version-check -q "${find_links[@]}" "$@"; }
 
 "$PY" -c "import torch" 2>/dev/null || pip_install "torch==$TORCH_VERSION"
 

@@ -7,8 +7,9 @@
 
 namespace headmix::cpu {
 
-// Which keys a query row sees (DESIGN.md "flash attention"): queries are bottom-right aligned,
-// row i sits at key position i + offset with offset = S_k - S_q; causal forces right = 0.
+// Which keys a query row sees (docs/math.md "Attention and its masks"): queries are
+// bottom-right aligned, row i sits at key position i + offset with offset = S_k - S_q; causal
+// forces right = 0.
 struct KeyBand {
   int64_t seqlen_q, seqlen_k, offset, left, right;  // left/right: -1 = unbounded
   KeyBand(int64_t sq, int64_t sk, bool causal, int64_t window_left, int64_t window_right)

@@ -35,18 +35,29 @@ bool use_sm90_kernels(const at::Device& device, const char* op) {
   return hopper && choice != "portable";
 }
 
+#if HEADMIX_WITH_SM90_KERNELS
+// The Hopper launchers refuse (cudaErrorInvalidValue) operands a TMA descriptor cannot describe
+// rather than launch a kernel that would wait forever on a zeroed one.
+void check_sm90_launch(cudaError_t err, const char* op) {
+  TORCH_CHECK(err != cudaErrorInvalidValue, "headmix.", op, ": the Hopper kernels cannot describe these operands ",
+              "with TMA descriptors (base address and strides must be multiples of 16 bytes); ",
+              "HEADMIX_FLASH_KERNELS=portable runs the portable kernels");
+  C10_CUDA_CHECK(err);
+}
+#endif
+
 std::tuple<at::Tensor, at::Tensor> flash_attn_fwd(const at::Tensor& q_in, const at::Tensor& k_in,
                                                   const at::Tensor& v_in, std::optional<double> scale,
                                                   bool causal, int64_t window_left, int64_t window_right) {
   const auto dims = check_flash_attn(q_in, k_in, v_in, window_left, window_right);
-  check_portable(dims, q_in, v_in, "flash_attn_fwd");
+  check_kernel_coverage(dims, q_in, v_in, "flash_attn_fwd");
   const c10::cuda::CUDAGuard device_guard(q_in.device());
   require_kernel_arch(q_in.device(), "flash_attn_fwd");
   FlashFwdCall call(dims, q_in, k_in, v_in, scale, causal, window_left, window_right);
   const auto stream = at::cuda::getCurrentCUDAStream();
   if (use_sm90_kernels(q_in.device(), "flash_attn_fwd")) {  // never true without them
 #if HEADMIX_WITH_SM90_KERNELS
-    C10_CUDA_CHECK(kernels::launch_flash_attn_fwd_sm90(call.params, stream));
+    check_sm90_launch(kernels::launch_flash_attn_fwd_sm90(call.params, stream), "flash_attn_fwd");
 #endif
   } else {
     C10_CUDA_CHECK(kernels::launch_flash_attn_fwd_portable(call.params, stream));
@@ -61,7 +72,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> flash_attn_bwd(
     std::optional<double> scale, bool causal, int64_t window_left, int64_t window_right) {
   const auto dims = check_flash_attn(q_in, k_in, v_in, window_left, window_right);
   check_flash_attn_bwd(dims, dout_in, out_in, lse_in, dlse_in);
-  check_portable(dims, q_in, v_in, "flash_attn_bwd");
+  check_kernel_coverage(dims, q_in, v_in, "flash_attn_bwd");
   const c10::cuda::CUDAGuard device_guard(q_in.device());
   require_kernel_arch(q_in.device(), "flash_attn_bwd");
   FlashBwdCall call(dims, dout_in, q_in, k_in, v_in, out_in, lse_in, dlse_in, scale, causal, window_left,
@@ -69,7 +80,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> flash_attn_bwd(
   const auto stream = at::cuda::getCurrentCUDAStream();
   if (use_sm90_kernels(q_in.device(), "flash_attn_bwd")) {  // never true without them
 #if HEADMIX_WITH_SM90_KERNELS
-    C10_CUDA_CHECK(kernels::launch_flash_attn_bwd_sm90(call.params, stream));
+    check_sm90_launch(kernels::launch_flash_attn_bwd_sm90(call.params, stream), "flash_attn_bwd");
 #endif
   } else {
     C10_CUDA_CHECK(kernels::launch_flash_attn_bwd_portable(call.params, stream));

@@ -14,8 +14,10 @@
 
 namespace headmix::cuda {
 
-// What the kernels cover (bf16/fp16, d = d_v in {64, 128}, grid and int32 limits).
-inline void check_portable(const AttnDims& dims, const at::Tensor& q, const at::Tensor& v, const char* op) {
+// What both kernel families (portable and Hopper) cover: bf16/fp16, d = d_v in {64, 128}, grid
+// and int32 limits.
+inline void check_kernel_coverage(const AttnDims& dims, const at::Tensor& q, const at::Tensor& v,
+                                  const char* op) {
   TORCH_CHECK(q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf, "headmix.", op,
               " on CUDA takes bfloat16 or float16 q/k/v, got ", dtype_name(q.scalar_type()));
   TORCH_CHECK(dims.head_dim == 64 || dims.head_dim == 128,

@@ -2,7 +2,7 @@
 // the lengths, pages and RoPE positions are checked on the host first (one sync), so an
 // overflowing append is rejected before anything is written; HEADMIX_CACHE_RANGE_CHECKS=0 and
 // CUDA-graph capture skip that read, and the kernel then skips rows it cannot place
-// (cuda/cache_checks.h). float64 runs the device-generic ATen implementation.
+// (cache_range_checks.h). float64 runs the device-generic ATen implementation.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
@@ -30,7 +30,7 @@ void kv_cache_append(const at::Tensor& k_new, const at::Tensor& v_new, at::Tenso
                                           sin, pos);
   const c10::cuda::CUDAGuard device_guard(k_new.device());
   require_kernel_arch(k_new.device(), "kv_cache_append");
-  if (host_range_checks(CacheOp::kAppend)) {
+  if (host_range_checks()) {
     check_cache_ranges(dims, cache_seqlens, block_table, k_cache.size(0), k_new.size(1), cos, pos);
   }
   const AppendOperands operands(block_table, cos, sin);

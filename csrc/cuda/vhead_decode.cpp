@@ -1,10 +1,10 @@
 // CUDA binding of vhead_decode: checks -> plan -> Params -> current stream -> launcher.
 //
-// No host sync, so a decode step can be captured in a CUDA graph and replayed as lengths grow:
-// shapes are checked here, while cache_seqlens and the block table are read only by the kernel,
-// which answers NaN (out and lse) for a sequence longer than the cache or with a page id out of
-// range, a loud answer where a host check would cost a sync per layer per step.
-// HEADMIX_CACHE_RANGE_CHECKS=1 adds the host check and its clear error (cuda/cache_checks.h).
+// A decode step can be captured in a CUDA graph and replayed as lengths grow: under capture
+// only shapes are checked here, while cache_seqlens and the block table are read only by the
+// kernel, which answers NaN (out and lse) for a sequence longer than the cache or with a page id
+// out of range. Outside capture the lengths and pages are also checked on the host (one sync)
+// for a clear error, unless HEADMIX_CACHE_RANGE_CHECKS=0 (cache_range_checks.h).
 // The key splits are planned from shapes and the SM count alone (kernels/vhead_decode_plan.h),
 // so a captured graph stays valid for any lengths up to the capacity.
 //
@@ -96,7 +96,7 @@ std::tuple<at::Tensor, at::Tensor> vhead_decode(
                              causal, window_left);
   }
   require_kernel_arch(q.device(), "vhead_decode");
-  if (host_range_checks(CacheOp::kDecode)) {
+  if (host_range_checks()) {
     check_cache_ranges(dims, cache_seqlens, block_table, k_cache.size(0), 0, std::nullopt, std::nullopt);
   }
   auto out = at::empty({dims.batch, dims.seqlen_q, dims.heads, dims.head_dim}, q.options());

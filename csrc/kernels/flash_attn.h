@@ -1,14 +1,12 @@
 #pragma once
 // Launchers of the flash-attention kernels (torch-free; called by csrc/cuda/flash_attn.cpp).
-// The portable kernels take bf16/fp16, d = d_v in {64, 128}, and 16-byte aligned operands.
+// Both kernel families take bf16/fp16, d = d_v in {64, 128}, and 16-byte aligned operands;
+// other element types and head dims return cudaErrorInvalidValue.
 #include <cuda_runtime.h>
 
 #include "params.h"
 
 namespace headmix::kernels {
-
-// True when the portable kernels cover this element type and head dim.
-bool flash_attn_portable_supports(DType dtype, int64_t head_dim);
 
 // Portable forward (sm_80 and later): out and lse.
 cudaError_t launch_flash_attn_fwd_portable(const FlashAttnFwdParams& params, cudaStream_t stream);

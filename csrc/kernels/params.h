@@ -113,7 +113,7 @@ struct CacheLayout {
   int64_t capacity;        // rows a sequence may hold: max_blocks * block_size, or T_max
 };
 
-// Decode of q against a cache of H' heads (DESIGN.md "Virtual-head decode"). The kernel reads
+// Decode of q against a cache of H' heads (docs/math.md "Virtual-head decode"). The kernel reads
 // `latent_heads` cache heads per row (H' with w_k/w_v: all query heads share them; 1 without:
 // kv head g serves its GQA group) and treats the `heads / latent_groups` query heads of a
 // latent times S_q query steps as the rows of one GEMM, row r = s * (heads / latent_groups) + h.

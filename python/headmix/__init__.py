@@ -7,6 +7,7 @@ the build has it), with fake kernels for ``torch.compile`` and autograd formulas
 import torch  # noqa: F401  (loads libtorch before the extension)
 
 from . import _C  # registers the ops
+from . import nn  # the modules, so `import headmix` is enough for headmix.nn (and headmix.cache)
 from .ops import (
     flash_attn,
     iha_attention,
@@ -25,6 +26,7 @@ __all__ = [
     "iha_attention",
     "kv_cache_append",
     "mix_heads",
+    "nn",
     "rope_tables",
     "vhead_decode",
     "vhead_decode_workspace_size",

@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _shapes
 from .cache import KVCache
+from .distributed.layers import mea_attention
 from .ops import flash_attn, iha_attention, mix_heads
 from .rope import apply_rope, rope_tables
 
@@ -48,17 +50,22 @@ class InterleavedHeadAttention(_RopeModule):
     query see P copies of each past key), so training starts near it, not at it.
 
     ``window`` (original tokens) restricts each virtual query to the last window*P virtual keys.
+
+    ``context_parallel`` (a ``headmix.distributed.ContextParallel``): x holds this rank's tokens
+    of a sequence split across ranks; ``max_seqlen`` counts the whole sequence.
     """
 
     def __init__(self, dim, num_heads, pseudo_heads=None, *, window=None, rope_theta=10000.0,
-                 rotary_dim=None, max_seqlen=4096, device=None, dtype=None):
+                 rotary_dim=None, max_seqlen=4096, context_parallel=None, device=None, dtype=None):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim = {dim} must be divisible by num_heads = {num_heads}")
         factory = {"device": device, "dtype": dtype}
         self.num_heads, self.head_dim = num_heads, dim // num_heads
         self.pseudo = num_heads if pseudo_heads is None else pseudo_heads
+        _shapes.iha_window_left(window, self.pseudo)  # a bad window fails here, not at the first call
         self.window = window
+        self.context_parallel = context_parallel
         self.qkv = nn.Linear(dim, 3 * dim, bias=False, **factory)
         self.out = nn.Linear(dim, dim, bias=False, **factory)
         expand = torch.eye(num_heads, **factory).repeat(1, self.pseudo)  # [H, P*H], column p*H + h
@@ -78,12 +85,16 @@ class InterleavedHeadAttention(_RopeModule):
         q, k, v = self.qkv(x).view(batch, tokens, 3, self.num_heads, self.head_dim).unbind(2)
         if cache is None:
             o = iha_attention(q, k, v, self.alpha_q, self.alpha_k, self.alpha_v, self.collapse,
-                              pseudo=self.pseudo, cos=self.cos, sin=self.sin, window=self.window)
+                              pseudo=self.pseudo, cos=self.cos, sin=self.sin, window=self.window,
+                              context_parallel=self.context_parallel)
         else:
+            _refuse_cache_under_context_parallel(self)
             o = self._attend_cached(q, k, v, cache)
         return self.out(o.reshape(batch, tokens, dim))
 
     def _attend_cached(self, q, k, v, cache: KVCache):
+        # The rule of iha_attention, applied before the append so a bad window leaves the cache alone.
+        window_left = _shapes.iha_window_left(self.window, self.pseudo)
         batch, tokens = q.shape[:2]
         virtual = (batch, tokens * self.pseudo, self.num_heads, self.head_dim)
         # The cache rows are virtual tokens, so row index = virtual position.
@@ -91,7 +102,6 @@ class InterleavedHeadAttention(_RopeModule):
         k_hat = mix_heads(k, self.alpha_k, pseudo=self.pseudo)  # rotated by the append
         v_hat = mix_heads(v, self.alpha_v, pseudo=self.pseudo)
         cache.append(k_hat.view(virtual), v_hat.view(virtual), self.cos, self.sin)
-        window_left = -1 if self.window is None else self.window * self.pseudo - 1
         o_hat = cache.attend(q_hat.view(virtual), causal=True, window_left=window_left)
         return mix_heads(o_hat.view(q_hat.shape), self.collapse)
 
@@ -104,10 +114,13 @@ class ExplicitMultiheadAttention(_RopeModule):
     :func:`compress_kv_heads`), the same for V; GQA attention follows, then a per-head RMSNorm
     (``F.rms_norm`` over d, with a learned [H, d] gain) and the output projection. The cache
     stores the projected (virtual) heads, rotated, and rebuilds kv heads inside ``vhead_decode``.
+
+    ``context_parallel``: as in :class:`InterleavedHeadAttention`.
     """
 
     def __init__(self, dim, num_heads, num_kv_heads=None, *, num_virtual_heads=None,
-                 rope_theta=10000.0, rotary_dim=None, max_seqlen=4096, eps=1e-6, device=None, dtype=None):
+                 rope_theta=10000.0, rotary_dim=None, max_seqlen=4096, eps=1e-6, context_parallel=None,
+                 device=None, dtype=None):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim = {dim} must be divisible by num_heads = {num_heads}")
@@ -118,6 +131,7 @@ class ExplicitMultiheadAttention(_RopeModule):
             raise ValueError(f"num_heads = {num_heads} must be a multiple of num_kv_heads = {self.num_kv_heads}")
         self.num_virtual_heads = self.num_kv_heads if num_virtual_heads is None else num_virtual_heads
         self.eps = eps
+        self.context_parallel = context_parallel
         d, virtual = self.head_dim, self.num_virtual_heads
         self.q_proj = nn.Linear(dim, num_heads * d, bias=False, **factory)
         self.k_proj = nn.Linear(dim, virtual * d, bias=False, **factory)
@@ -142,18 +156,34 @@ class ExplicitMultiheadAttention(_RopeModule):
         q = self.q_proj(x).view(batch, tokens, self.num_heads, d)
         k = self.k_proj(x).view(batch, tokens, self.num_virtual_heads, d)
         v = self.v_proj(x).view(batch, tokens, self.num_virtual_heads, d)
+        if cache is None and self.context_parallel is not None:
+            o = mea_attention(q, k, v, self.w_lc_k, self.w_lc_v, self.cos, self.sin,
+                              context_parallel=self.context_parallel)
+        else:
+            o = self._attend(q, k, v, cache)
+        o = F.rms_norm(o, (d,), eps=self.eps) * self.norm_weight
+        return self.o_proj(o.reshape(batch, tokens, self.num_heads * d))
+
+    def _attend(self, q, k, v, cache: KVCache | None):
+        tokens = q.shape[1]
         start = 0 if cache is None else cache.length
-        positions = torch.arange(start, start + tokens, device=x.device)[:, None]
+        positions = torch.arange(start, start + tokens, device=q.device)[:, None]
         q = apply_rope(q, self.cos, self.sin, positions)
         if cache is None:
             k_lc = mix_heads(k, self.w_lc_k, cos=self.cos, sin=self.sin)
             v_lc = mix_heads(v, self.w_lc_v)
             o = flash_attn(q, k_lc, v_lc, causal=True)
         else:
+            _refuse_cache_under_context_parallel(self)
             cache.append(k, v, self.cos, self.sin)
             o = cache.attend(q, w_k=self.w_lc_k, w_v=self.w_lc_v, causal=True)
-        o = F.rms_norm(o, (d,), eps=self.eps) * self.norm_weight
-        return self.o_proj(o.reshape(batch, tokens, self.num_heads * d))
+        return o
+
+
+def _refuse_cache_under_context_parallel(module: nn.Module) -> None:
+    if module.context_parallel is not None:
+        raise ValueError(f"{type(module).__name__}: a KV cache (prefill, decode) runs on one rank; set "
+                         "context_parallel = None for cached inference")
 
 
 @torch.no_grad()

@@ -113,7 +113,8 @@ torch.library.register_autograd(
 
 
 def iha_attention(
-    q, k, v, alpha_q, alpha_k, alpha_v, collapse, *, pseudo, cos=None, sin=None, window=None, scale=None
+    q, k, v, alpha_q, alpha_k, alpha_v, collapse, *, pseudo, cos=None, sin=None, window=None, scale=None,
+    context_parallel=None,
 ):
     """Interleaved Head Attention core: mix -> pseudo-head attention -> collapse.
 
@@ -121,7 +122,15 @@ def iha_attention(
     collapse [P*H, H]. Pseudo-queries and keys are rotated at their virtual positions n*P + p;
     attention is causal over the N*P virtual tokens, optionally within ``window`` original
     tokens (W*P virtual ones). Returns [B, N, H, d].
+
+    With ``context_parallel`` (a ``headmix.distributed.ContextParallel``) q, k, v hold this
+    rank's tokens of a sequence split across ranks, and the attention runs as a ring.
     """
+    if context_parallel is not None:
+        from .distributed import layers  # imported here: headmix.distributed imports this module
+
+        return layers.iha_attention(q, k, v, alpha_q, alpha_k, alpha_v, collapse, pseudo=pseudo, cos=cos,
+                                    sin=sin, window=window, scale=scale, context_parallel=context_parallel)
     window_left = _shapes.iha_window_left(window, pseudo)
     q_hat = mix_heads(q, alpha_q, pseudo=pseudo, cos=cos, sin=sin)
     k_hat = mix_heads(k, alpha_k, pseudo=pseudo, cos=cos, sin=sin)

@@ -1,4 +1,4 @@
-"""Pure-PyTorch reference for every headmix op: DESIGN.md in executable form.
+"""Pure-PyTorch reference for every headmix op: docs/math.md in executable form.
 
 Straightforward and dense (it builds full score matrices), float64-capable. Tests compare
 every backend against it; nothing here is meant to be fast.

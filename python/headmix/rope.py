@@ -1,4 +1,4 @@
-"""RoPE tables and the pure-PyTorch rotation (GPT-NeoX "rotate-half" form, DESIGN.md)."""
+"""RoPE tables and the pure-PyTorch rotation (GPT-NeoX "rotate-half" form, docs/math.md)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ std::vector<at::Tensor> emulated_flash_attn_bwd(const at::Tensor& dout, const at
                                                 bool deterministic) {
   const auto dims = headmix::check_flash_attn(q, k, v, window_left, window_right);
   headmix::check_flash_attn_bwd(dims, dout, out, lse, dlse);
-  headmix::cuda::check_portable(dims, q, v, "flash_attn_bwd");
+  headmix::cuda::check_kernel_coverage(dims, q, v, "flash_attn_bwd");
   headmix::cuda::FlashBwdCall call(dims, dout, q, k, v, out, lse, dlse, scale, causal, window_left, window_right,
                                    deterministic);
   for (const auto& t : {call.row_dot, call.dq, call.dk, call.dv}) harness::poison(t);

@@ -1,5 +1,5 @@
 #pragma once
-// The causal / sliding-window band of flash attention (DESIGN.md): query row i sits at key
+// The causal / sliding-window band of flash attention (docs/math.md): query row i sits at key
 // position i + S_k - S_q and sees keys [first_key(i), key_end(i)). Kernels use it three ways:
 // the key range of a query tile (forward and dq loop bounds, so blocks outside the band are
 // never visited), the query range of a key tile (dk/dv loop bounds), and a per-element test

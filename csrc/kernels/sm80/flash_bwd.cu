@@ -2,6 +2,7 @@
 // per 64-key tile, kv head and batch; with dq_accum it also adds dq with fp32 atomics), then
 // either the dq conversion (atomic mode) or the deterministic dq pass (one CTA per 64-query
 // tile, head and batch). Instantiated for bf16/fp16 x d 64/128.
+#include "common/dispatch.cuh"
 #include "common/launch.cuh"
 #include "flash_attn.h"
 #include "sm80/flash_bwd_elementwise.cuh"
@@ -23,7 +24,7 @@ cudaError_t launch_row_dot(const FlashAttnBwdParams& p, cudaStream_t stream) {
 
 template <typename T, int kHeadDim>
 cudaError_t launch_dkdv(const FlashAttnBwdParams& p, cudaStream_t stream) {
-  using Cfg = sm80::FlashBwdConfig<sm80::CuteElement<T>, kHeadDim>;
+  using Cfg = sm80::FlashBwdConfig<CuteElement<T>, kHeadDim>;
   const FlashAttnParams& a = p.attn;
   if (a.batch * a.kv_heads * a.seqlen_k == 0) return cudaSuccess;
   const dim3 grid(unsigned(blocks_for(a.seqlen_k, Cfg::kBlockN)), unsigned(a.kv_heads), unsigned(a.batch));
@@ -33,7 +34,7 @@ cudaError_t launch_dkdv(const FlashAttnBwdParams& p, cudaStream_t stream) {
 
 template <typename T, int kHeadDim>
 cudaError_t launch_dq_finish(const FlashAttnBwdParams& p, cudaStream_t stream) {
-  using Cfg = sm80::FlashBwdConfig<sm80::CuteElement<T>, kHeadDim>;
+  using Cfg = sm80::FlashBwdConfig<CuteElement<T>, kHeadDim>;
   const FlashAttnParams& a = p.attn;
   const int64_t rows = a.batch * a.seqlen_q * a.heads;
   if (rows == 0) return cudaSuccess;
@@ -50,10 +51,11 @@ cudaError_t launch_dq_finish(const FlashAttnBwdParams& p, cudaStream_t stream) {
 // Runs Step<T, kHeadDim> for the element type and head dim of p.
 template <template <typename, int> class Step>
 cudaError_t dispatch(const FlashAttnBwdParams& p, cudaStream_t stream) {
-  if (!flash_attn_portable_supports(p.attn.dtype, p.attn.head_dim)) return cudaErrorInvalidValue;
-  const bool bf16 = p.attn.dtype == DType::kBFloat16, d64 = p.attn.head_dim == 64;
-  if (bf16) return d64 ? Step<__nv_bfloat16, 64>::run(p, stream) : Step<__nv_bfloat16, 128>::run(p, stream);
-  return d64 ? Step<__half, 64>::run(p, stream) : Step<__half, 128>::run(p, stream);
+  return with_element<Elements::k16Bit>(p.attn.dtype, [&](auto element) {
+    return with_head_dim(p.attn.head_dim, [&](auto head_dim) {
+      return Step<decltype(element), decltype(head_dim)::value>::run(p, stream);
+    });
+  });
 }
 
 template <typename T, int kHeadDim>

@@ -16,10 +16,6 @@ namespace headmix::kernels::sm80 {
 
 using namespace cute;
 
-// CUDA element type of the bindings -> CUTLASS element type of the MMA.
-template <typename T>
-using CuteElement = std::conditional_t<std::is_same_v<T, __nv_bfloat16>, cutlass::bfloat16_t, cutlass::half_t>;
-
 template <typename Element>
 using MmaAtom = std::conditional_t<std::is_same_v<Element, cutlass::bfloat16_t>,
                                    SM80_16x8x16_F32BF16BF16F32_TN, SM80_16x8x16_F32F16F16F32_TN>;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "common/dispatch.cuh"
 #include "common/launch.cuh"
 #include "kv_cache_append.h"
 #include "sm80/kv_cache_append_kernel.cuh"
@@ -45,12 +46,9 @@ cudaError_t launch_typed(const KvCacheAppendParams& p, cudaStream_t stream) {
 }  // namespace
 
 cudaError_t launch_kv_cache_append_portable(const KvCacheAppendParams& p, cudaStream_t stream) {
-  switch (p.dtype) {
-    case DType::kFloat32: return launch_typed<float>(p, stream);
-    case DType::kFloat16: return launch_typed<__half>(p, stream);
-    case DType::kBFloat16: return launch_typed<__nv_bfloat16>(p, stream);
-  }
-  return cudaErrorInvalidValue;
+  return with_element<Elements::kAll>(p.dtype, [&](auto element) {
+    return launch_typed<decltype(element)>(p, stream);
+  });
 }
 
 }  // namespace headmix::kernels

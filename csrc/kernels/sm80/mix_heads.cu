@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "common/dispatch.cuh"
 #include "common/launch.cuh"
 #include "mix_heads.h"
 #include "sm80/mix_heads_dw_kernel.cuh"
@@ -30,8 +31,9 @@ cudaError_t launch_mix_with_vec(const MixHeadsParams& p, cudaStream_t stream) {
   const int64_t threads = p.batch * p.tokens * p.heads_out * units;
   if (threads == 0) return cudaSuccess;
   const dim3 grid(unsigned((threads + kThreads - 1) / kThreads));
-  return launch_kernel(p.rotate_inputs ? mix_heads_portable_kernel<T, VEC, true> : mix_heads_portable_kernel<T, VEC, false>,
-                       grid, kThreads, 0, stream, p);
+  const auto kernel =
+      p.rotate_inputs ? mix_heads_portable_kernel<T, VEC, true> : mix_heads_portable_kernel<T, VEC, false>;
+  return launch_kernel(kernel, grid, kThreads, 0, stream, p);
 }
 
 template <typename T>
@@ -54,29 +56,12 @@ cudaError_t launch_dw_typed(const MixHeadsWeightGradParams& p, cudaStream_t stre
                        p);
 }
 
-template <template <typename> class Launch, typename P>
-cudaError_t dispatch_dtype(DType dtype, const P& p, cudaStream_t stream) {
-  switch (dtype) {
-    case DType::kFloat32: return Launch<float>::run(p, stream);
-    case DType::kFloat16: return Launch<__half>::run(p, stream);
-    case DType::kBFloat16: return Launch<__nv_bfloat16>::run(p, stream);
-  }
-  return cudaErrorInvalidValue;
-}
-
-template <typename T>
-struct MixLaunch {
-  static cudaError_t run(const MixHeadsParams& p, cudaStream_t s) { return launch_mix_typed<T>(p, s); }
-};
-template <typename T>
-struct DwLaunch {
-  static cudaError_t run(const MixHeadsWeightGradParams& p, cudaStream_t s) { return launch_dw_typed<T>(p, s); }
-};
-
 }  // namespace
 
 cudaError_t launch_mix_heads_portable(const MixHeadsParams& p, cudaStream_t stream) {
-  return dispatch_dtype<MixLaunch>(p.dtype, p, stream);
+  return with_element<Elements::kAll>(p.dtype, [&](auto element) {
+    return launch_mix_typed<decltype(element)>(p, stream);
+  });
 }
 
 int64_t mix_heads_dw_chunks(int64_t total_tokens, int64_t heads_in, int64_t heads_out, int num_sms) {
@@ -87,7 +72,9 @@ int64_t mix_heads_dw_chunks(int64_t total_tokens, int64_t heads_in, int64_t head
 
 cudaError_t launch_mix_heads_dw_portable(const MixHeadsWeightGradParams& p, cudaStream_t stream) {
   if (p.heads_in * p.heads_out == 0) return cudaSuccess;
-  return dispatch_dtype<DwLaunch>(p.dtype, p, stream);
+  return with_element<Elements::kAll>(p.dtype, [&](auto element) {
+    return launch_dw_typed<decltype(element)>(p, stream);
+  });
 }
 
 }  // namespace headmix::kernels

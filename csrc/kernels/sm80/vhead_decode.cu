@@ -5,6 +5,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "common/dispatch.cuh"
 #include "common/launch.cuh"
 #include "sm80/vhead_decode_combine_kernel.cuh"
 #include "sm80/vhead_decode_kernel.cuh"
@@ -31,25 +32,16 @@ cudaError_t launch_rows(const VheadDecodeParams& p, cudaStream_t stream) {
   return p.rows_per_cta == 32 ? launch_split<T, kHeadDim, 2>(p, stream) : launch_split<T, kHeadDim, 1>(p, stream);
 }
 
-template <typename T>
-cudaError_t launch_typed(const VheadDecodeParams& p, cudaStream_t stream) {
-  switch (p.head_dim) {
-    case 64: return launch_rows<T, 64>(p, stream);
-    case 128: return launch_rows<T, 128>(p, stream);
-  }
-  return cudaErrorInvalidValue;
-}
-
 }  // namespace
 
 cudaError_t launch_vhead_decode_portable(const VheadDecodeParams& p, cudaStream_t stream) {
   if (p.batch * p.heads * p.seqlen_q == 0) return cudaSuccess;
-  switch (p.dtype) {
-    case DType::kBFloat16: return launch_typed<__nv_bfloat16>(p, stream);
-    case DType::kFloat16: return launch_typed<__half>(p, stream);
-    case DType::kFloat32: break;  // the binding sends float32 to its ATen path
-  }
-  return cudaErrorInvalidValue;
+  // The binding sends float32 to its ATen path.
+  return with_element<Elements::k16Bit>(p.dtype, [&](auto element) {
+    return with_head_dim(p.head_dim, [&](auto head_dim) {
+      return launch_rows<decltype(element), decltype(head_dim)::value>(p, stream);
+    });
+  });
 }
 
 }  // namespace headmix::kernels

@@ -3,6 +3,8 @@
 // fp32 atomics when dq_accum is given), then the portable dq conversion or deterministic dq
 // pass. Instantiated for bf16/fp16 x d 64/128. CMake compiles it for sm_90a only; check-cuda
 // requires HGMMA in its SASS.
+#include "common/dispatch.cuh"
+#include "common/launch.cuh"
 #include "flash_attn.h"
 #include "sm90/flash_bwd_kernel.cuh"
 #include "sm90/launch.h"
@@ -22,51 +24,58 @@ template <typename Element, int kHeadDim>
 cudaError_t launch_dkdv(const FlashAttnBwdParams& p, cudaStream_t stream) {
   using Cfg = sm90::FlashBwdSm90Config<Element, kHeadDim>;
   const FlashAttnParams& a = p.attn;
-  const auto load = [&](const void* ptr, int64_t rows, int64_t heads, int64_t row_stride, int64_t head_stride,
-                        int64_t batch_stride) {
-    return sm90::tma_operand<const Element, kHeadDim>(ptr, rows, heads, a.batch, row_stride, head_stride, batch_stride);
+  const sm90::TmaOperand q(a.q, a.seqlen_q, a.heads, a.batch, a.q_row_stride, a.q_head_stride, a.q_batch_stride,
+                           kHeadDim);
+  const sm90::TmaOperand dout(p.dout, a.seqlen_q, a.heads, a.batch, p.dout_row_stride, p.dout_head_stride,
+                              p.dout_batch_stride, kHeadDim);
+  const sm90::TmaOperand k(a.k, a.seqlen_k, a.kv_heads, a.batch, a.k_row_stride, a.k_head_stride, a.k_batch_stride,
+                           kHeadDim);
+  const sm90::TmaOperand v(a.v, a.seqlen_k, a.kv_heads, a.batch, a.v_row_stride, a.v_head_stride, a.v_batch_stride,
+                           kHeadDim);
+  // dk, dv: [B, S_k, H_kv, d] contiguous.
+  const auto gradient = [&](void* ptr) {
+    return sm90::TmaOperand(ptr, a.seqlen_k, a.kv_heads, a.batch, a.kv_heads * kHeadDim, kHeadDim,
+                            a.seqlen_k * a.kv_heads * kHeadDim, kHeadDim);
   };
-  const auto store = [&](void* ptr) {  // dk, dv: [B, S_k, H_kv, d] contiguous
-    return sm90::tma_operand<Element, kHeadDim>(ptr, a.seqlen_k, a.kv_heads, a.batch, a.kv_heads * kHeadDim,
-                                                kHeadDim, a.seqlen_k * a.kv_heads * kHeadDim);
-  };
+  const sm90::TmaOperand dk = gradient(p.dk), dv = gradient(p.dv);
+  if (!sm90::all_encodable<kHeadDim, Element>(q, dout, k, v, dk, dv)) return cudaErrorInvalidValue;
+
   const auto tile_q = cute::Shape<cute::Int<Cfg::kBlockM>, cute::Int<kHeadDim>>{};
   const auto tile_kv = cute::Shape<cute::Int<Cfg::kBlockN>, cute::Int<kHeadDim>>{};
   const typename Cfg::SmemQdOStage smem_q{};
   const typename Cfg::SmemKV smem_kv{};
   sm90::FlashBwdSm90Args<Cfg> args{};
   args.p = p;
-  args.tma_q = cute::make_tma_copy(
-      cute::SM90_TMA_LOAD{}, load(a.q, a.seqlen_q, a.heads, a.q_row_stride, a.q_head_stride, a.q_batch_stride),
-      smem_q, tile_q, cute::_1{});
-  args.tma_dout = cute::make_tma_copy(
-      cute::SM90_TMA_LOAD{},
-      load(p.dout, a.seqlen_q, a.heads, p.dout_row_stride, p.dout_head_stride, p.dout_batch_stride), smem_q, tile_q,
-      cute::_1{});
-  args.tma_k = cute::make_tma_copy(
-      cute::SM90_TMA_LOAD{}, load(a.k, a.seqlen_k, a.kv_heads, a.k_row_stride, a.k_head_stride, a.k_batch_stride),
-      smem_kv, tile_kv, cute::_1{});
-  args.tma_v = cute::make_tma_copy(
-      cute::SM90_TMA_LOAD{}, load(a.v, a.seqlen_k, a.kv_heads, a.v_row_stride, a.v_head_stride, a.v_batch_stride),
-      smem_kv, tile_kv, cute::_1{});
-  args.tma_dk = cute::make_tma_copy(cute::SM90_TMA_STORE{}, store(p.dk), smem_kv, tile_kv, cute::_1{});
-  args.tma_dv = cute::make_tma_copy(cute::SM90_TMA_STORE{}, store(p.dv), smem_kv, tile_kv, cute::_1{});
+  args.tma_q = cute::make_tma_copy(cute::SM90_TMA_LOAD{}, q.tensor<const Element, kHeadDim>(), smem_q, tile_q,
+                                   cute::_1{});
+  args.tma_dout = cute::make_tma_copy(cute::SM90_TMA_LOAD{}, dout.tensor<const Element, kHeadDim>(), smem_q, tile_q,
+                                      cute::_1{});
+  args.tma_k = cute::make_tma_copy(cute::SM90_TMA_LOAD{}, k.tensor<const Element, kHeadDim>(), smem_kv, tile_kv,
+                                   cute::_1{});
+  args.tma_v = cute::make_tma_copy(cute::SM90_TMA_LOAD{}, v.tensor<const Element, kHeadDim>(), smem_kv, tile_kv,
+                                   cute::_1{});
+  args.tma_dk = cute::make_tma_copy(cute::SM90_TMA_STORE{}, dk.tensor<Element, kHeadDim>(), smem_kv, tile_kv,
+                                    cute::_1{});
+  args.tma_dv = cute::make_tma_copy(cute::SM90_TMA_STORE{}, dv.tensor<Element, kHeadDim>(), smem_kv, tile_kv,
+                                    cute::_1{});
 
   const dim3 grid(unsigned((a.seqlen_k + Cfg::kBlockN - 1) / Cfg::kBlockN), unsigned(a.kv_heads), unsigned(a.batch));
-  return sm90::launch_kernel<Cfg>(sm90::flash_bwd_sm90_kernel<Cfg>, grid, args, stream);
+  constexpr size_t kSmem = sizeof(typename Cfg::SharedStorage);
+  return launch_kernel(sm90::flash_bwd_sm90_kernel<Cfg>, grid, Cfg::kThreads, kSmem, stream, args);
 }
 
 }  // namespace
 
 cudaError_t launch_flash_attn_bwd_sm90(const FlashAttnBwdParams& p, cudaStream_t stream) {
   const FlashAttnParams& a = p.attn;
-  if (!flash_attn_portable_supports(a.dtype, a.head_dim)) return cudaErrorInvalidValue;
   // TMA descriptors cannot describe empty operands; the portable backward handles them.
   if (a.batch * a.heads * a.seqlen_q * a.seqlen_k == 0) return launch_flash_attn_bwd_portable(p, stream);
   cudaError_t err = launch_flash_attn_bwd_row_dot(p, stream);
   if (err == cudaSuccess) {
-    err = sm90::with_element_and_head_dim(a.dtype, a.head_dim, [&](auto element, auto head_dim) {
-      return launch_dkdv<decltype(element), decltype(head_dim)::value>(p, stream);
+    err = with_element<Elements::k16Bit>(a.dtype, [&](auto element) {
+      return with_head_dim(a.head_dim, [&](auto head_dim) {
+        return launch_dkdv<CuteElement<decltype(element)>, decltype(head_dim)::value>(p, stream);
+      });
     });
   }
   return err == cudaSuccess ? launch_flash_attn_bwd_dq_finish(p, stream) : err;
