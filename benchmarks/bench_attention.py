@@ -18,16 +18,12 @@ plus the head-mixing GEMMs for iha.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
-import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import headmix
 import timing
-from bench_mix_heads import composite as mix_composite
-from bench_mix_heads import pseudo_positions
+from headmix import composites
+from headmix.composites import SDPA_BACKENDS, sdpa
 from headmix.reference import allowed_keys
 
 
@@ -38,25 +34,6 @@ def band_pairs(seqlen_q, seqlen_k, window_left):
     first = (key_pos - window_left).clamp(min=0) if window_left >= 0 else torch.zeros_like(key_pos)
     last = key_pos.clamp(max=seqlen_k - 1)
     return int((last - first + 1).clamp(min=0).sum())
-
-
-# SDPA backends a causal baseline runs on: None = PyTorch's own choice.
-SDPA_BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION}
-
-
-def sdpa(q, k, v, *, mask=None, causal=False, backend=None):
-    """SDPA over [B, S, H, d] tensors through transposed views, on `backend` (a SDPA_BACKENDS
-    key) or wherever PyTorch dispatches.
-
-    SDPA's is_causal is top-left aligned, headmix's bottom-right: they agree only for S_q = S_k.
-    enable_gqa only when the head counts differ: it steers SDPA away from some backends.
-    """
-    with sdpa_kernel(SDPA_BACKENDS[backend]) if backend else contextlib.nullcontext():
-        out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, is_causal=causal,
-            enable_gqa=k.shape[2] != q.shape[2],
-        )
-    return out.transpose(1, 2)
 
 
 def attention_case(*, batch, seqlen, heads, head_dim, window, backward, device, dtype, targets=None,
@@ -115,7 +92,6 @@ def iha_case(*, batch, tokens, heads, pseudo, head_dim, window, backward, device
         alpha_q, alpha_k, alpha_v = (weights(heads, pseudo * heads) for _ in range(3))
         collapse = weights(pseudo * heads, heads)
         cos, sin = headmix.rope_tables(seqlen, head_dim, device=device)
-        rope = (cos, sin, pseudo_positions(tokens, pseudo * heads, pseudo, device))
         mask = allowed_keys(seqlen, seqlen, window_left=left, window_right=0, device=device)
 
         def ours():
@@ -123,12 +99,8 @@ def iha_case(*, batch, tokens, heads, pseudo, head_dim, window, backward, device
                                          cos=cos, sin=sin, window=window)
 
         def baseline():
-            def pseudo_sequence(x, alpha, x_rope):  # [B, N, P*H, d] is [B, N*P, H, d]: a free view
-                return mix_composite(x, alpha, x_rope).view(batch, seqlen, heads, head_dim)
-
-            o_hat = sdpa(pseudo_sequence(q, alpha_q, rope), pseudo_sequence(k, alpha_k, rope),
-                         pseudo_sequence(v, alpha_v, None), mask=mask)
-            return mix_composite(o_hat.reshape(batch, tokens, pseudo * heads, head_dim), collapse, None)
+            return composites.iha_attention(q, k, v, alpha_q, alpha_k, alpha_v, collapse, pseudo=pseudo, cos=cos,
+                                            sin=sin, mask=mask)
 
         if not backward:
             return ours, baseline

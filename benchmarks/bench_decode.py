@@ -21,7 +21,7 @@ import torch
 
 import headmix
 import timing
-from bench_attention import sdpa
+from headmix.composites import sdpa
 from headmix.rope import apply_rope
 
 # Time the kernels as a serving loop runs them, with the lengths kept right by the caller: no

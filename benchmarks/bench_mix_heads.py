@@ -18,22 +18,8 @@ import torch
 
 import headmix
 import timing
-from headmix.rope import apply_rope
-
-
-def pseudo_positions(tokens, heads_out, pseudo, device):
-    """pos(n, j) = n*P + j // (H_out/P): head j's pseudo-token in the interleaved sequence."""
-    n = torch.arange(tokens, device=device)[:, None]
-    j = torch.arange(heads_out, device=device)[None, :]
-    return n * pseudo + j // (heads_out // pseudo)
-
-
-def composite(x, w, rope):
-    """mix_heads as PyTorch ops; rope is (cos, sin, positions [N, H_out]) or None."""
-    y = torch.einsum("bnmd,mj->bnjd", x, w)
-    if rope is not None:
-        y = apply_rope(y, *rope)
-    return y.contiguous()
+from headmix import composites
+from headmix.rope import pseudo_positions
 
 
 def mix_case(variant, *, batch, tokens, heads_in, heads_out, pseudo, head_dim, rope, backward, device, dtype):
@@ -56,13 +42,13 @@ def mix_case(variant, *, batch, tokens, heads_in, heads_out, pseudo, head_dim, r
         cos = sin = rope_args = None
         if rope:
             cos, sin = headmix.rope_tables(tokens * pseudo, head_dim, device=device)
-            rope_args = (cos, sin, pseudo_positions(tokens, heads_out, pseudo, device))
+            rope_args = (cos, sin, pseudo_positions(tokens, heads_out, pseudo, device=device))
 
         def ours():
             return headmix.mix_heads(x, w, pseudo=pseudo, cos=cos, sin=sin)
 
         def baseline():
-            return composite(x, w, rope_args)
+            return composites.mix_heads(x, w, rope_args)
 
         if not backward:
             return ours, baseline

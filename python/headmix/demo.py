@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import headmix
-from headmix import reference
+from headmix import composites, reference
 from headmix.nn import ExplicitMultiheadAttention, InterleavedHeadAttention, compress_kv_heads
 from headmix.rope import apply_rope
 
@@ -55,29 +55,12 @@ def relative_error(got, want) -> float:
 # ------------------------------------------------------------------ PyTorch composites (baselines)
 
 
-def sdpa(q, k, v, mask=None, causal=False):
-    """F.scaled_dot_product_attention on [B, S, H, d] tensors, GQA by repeating kv heads."""
-    group = q.shape[2] // k.shape[2]
-    k, v = k.repeat_interleave(group, 2), v.repeat_interleave(group, 2)
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                         attn_mask=mask, is_causal=causal)
-    return out.transpose(1, 2)
-
-
 def iha_composite(module, x):
-    """einsum mixing + RoPE + SDPA over materialised pseudo-heads + einsum collapse."""
+    """The IHA layer with its core as plain PyTorch (composites.iha_attention)."""
     b, n, dim = x.shape
-    p, h, d = module.pseudo, module.num_heads, module.head_dim
-    q, k, v = module.qkv(x).view(b, n, 3, h, d).unbind(2)
-    positions = (torch.arange(n, device=x.device)[:, None] * p + torch.arange(p * h, device=x.device) // h)[..., None]
-
-    def mix(t, w, rope):
-        y = torch.einsum("bnmd,mj->bnjd", t, w)
-        y = apply_rope(y, module.cos, module.sin, positions[..., 0]) if rope else y
-        return y.reshape(b, n * p, h, d)
-
-    o = sdpa(mix(q, module.alpha_q, True), mix(k, module.alpha_k, True), mix(v, module.alpha_v, False), causal=True)
-    o = torch.einsum("bnmd,mj->bnjd", o.reshape(b, n, p * h, d), module.collapse)
+    q, k, v = module.qkv(x).view(b, n, 3, module.num_heads, module.head_dim).unbind(2)
+    o = composites.iha_attention(q, k, v, module.alpha_q, module.alpha_k, module.alpha_v, module.collapse,
+                                 pseudo=module.pseudo, cos=module.cos, sin=module.sin, causal=True)
     return module.out(o.reshape(b, n, dim))
 
 
@@ -91,7 +74,7 @@ def mea_composite(module, x):
     q, k = apply_rope(q, module.cos, module.sin, pos), apply_rope(k, module.cos, module.sin, pos)
     k = torch.einsum("bnjd,jg->bngd", k, module.w_lc_k)
     v = torch.einsum("bnjd,jg->bngd", v, module.w_lc_v)
-    o = F.rms_norm(sdpa(q, k, v, causal=True), (d,), eps=module.eps) * module.norm_weight
+    o = F.rms_norm(composites.sdpa(q, k, v, causal=True), (d,), eps=module.eps) * module.norm_weight
     return module.o_proj(o.reshape(b, n, -1))
 
 
@@ -103,7 +86,7 @@ def composite_attend(cache, q, w_k=None, w_v=None):
         keys = torch.einsum("btjd,jg->btgd", keys, w_k)
         values = torch.einsum("btjd,jg->btgd", values, w_v)
     mask = reference.allowed_keys(q.shape[1], cache.length, causal=True, device=q.device)
-    return sdpa(q, keys, values, mask=mask)
+    return composites.sdpa(q, keys, values, mask=mask)
 
 
 # ------------------------------------------------------------------ the runs

@@ -10,18 +10,14 @@ import math
 
 import torch
 
-from .rope import apply_rope
+from .rope import apply_rope, pseudo_positions
 
 
 def mix_heads(x, w, pseudo=1, cos=None, sin=None, pos_offset=0):
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
     y = torch.einsum("bnmd,mj->bnjd", x.to(compute), w.to(compute))
     if cos is not None:
-        tokens, heads_out = x.shape[1], w.shape[1]
-        n = torch.arange(tokens, device=x.device)[:, None]
-        j = torch.arange(heads_out, device=x.device)[None, :]
-        positions = pos_offset + n * pseudo + j // (heads_out // pseudo)  # [N, H_out]
-        y = apply_rope(y, cos, sin, positions)
+        y = apply_rope(y, cos, sin, pseudo_positions(x.shape[1], w.shape[1], pseudo, pos_offset, x.device))
     return y.to(x.dtype)
 
 

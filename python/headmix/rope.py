@@ -33,3 +33,11 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, positions:
     s = sin[positions].to(x.dtype)
     a, b, rest = x[..., :half], x[..., half : 2 * half], x[..., 2 * half :]
     return torch.cat([a * c - b * s, b * c + a * s, rest], dim=-1)
+
+
+def pseudo_positions(tokens: int, heads_out: int, pseudo: int, pos_offset: int = 0, device=None) -> torch.Tensor:
+    """[tokens, heads_out] RoPE positions of a mix into ``heads_out`` heads: head j of token n is
+    pseudo-token j // (heads_out / pseudo) of that token, at pos_offset + n * pseudo + that."""
+    n = torch.arange(tokens, device=device)[:, None]
+    j = torch.arange(heads_out, device=device)[None, :]
+    return pos_offset + n * pseudo + j // (heads_out // pseudo)
