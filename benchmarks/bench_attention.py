@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import torch
 
+import cli
 import headmix
-import timing
+from case import Case, grads_of, randn
 from headmix import composites
 from headmix.composites import SDPA_BACKENDS, sdpa
 from headmix.reference import allowed_keys
+from timing import GiB
 
 
 def band_pairs(seqlen_q, seqlen_k, window_left):
@@ -49,7 +51,7 @@ def attention_case(*, batch, seqlen, heads, head_dim, window, backward, device, 
 
     def build():
         q, k, v = (
-            timing.randn(batch, seqlen, heads, head_dim, device=device, dtype=dtype, requires_grad=backward)
+            randn(batch, seqlen, heads, head_dim, device=device, dtype=dtype, requires_grad=backward)
             for _ in range(3)
         )
         mask = None if window is None else allowed_keys(seqlen, seqlen, window_left=left, window_right=0,
@@ -65,12 +67,12 @@ def attention_case(*, batch, seqlen, heads, head_dim, window, backward, device, 
 
         if not backward:
             return ours, baseline
-        grad = timing.randn(batch, seqlen, heads, head_dim, device=device, dtype=dtype)
-        return timing.grads_of(ours, (q, k, v), grad), timing.grads_of(baseline, (q, k, v), grad)
+        grad = randn(batch, seqlen, heads, head_dim, device=device, dtype=dtype)
+        return grads_of(ours, (q, k, v), grad), grads_of(baseline, (q, k, v), grad)
 
     variant = ("causal" if window is None else "window") + ("_bwd" if backward else "_fwd")
     shape = {"B": batch, "S": seqlen, "H": heads, "d": head_dim, "window": window, "sdpa": backend or "auto"}
-    return timing.Case("attention", variant, shape, build, traffic, flops, targets or {})
+    return Case("attention", variant, shape, build, traffic, flops, targets or {})
 
 
 def iha_case(*, batch, tokens, heads, pseudo, head_dim, window, backward, device, dtype):
@@ -83,10 +85,10 @@ def iha_case(*, batch, tokens, heads, pseudo, head_dim, window, backward, device
 
     def build():
         def weights(rows, cols):
-            return timing.randn(rows, cols, device=device, dtype=dtype, scale=rows**-0.5, requires_grad=backward)
+            return randn(rows, cols, device=device, dtype=dtype, scale=rows**-0.5, requires_grad=backward)
 
         q, k, v = (
-            timing.randn(batch, tokens, heads, head_dim, device=device, dtype=dtype, requires_grad=backward)
+            randn(batch, tokens, heads, head_dim, device=device, dtype=dtype, requires_grad=backward)
             for _ in range(3)
         )
         alpha_q, alpha_k, alpha_v = (weights(heads, pseudo * heads) for _ in range(3))
@@ -105,11 +107,11 @@ def iha_case(*, batch, tokens, heads, pseudo, head_dim, window, backward, device
         if not backward:
             return ours, baseline
         inputs = (q, k, v, alpha_q, alpha_k, alpha_v, collapse)
-        grad = timing.randn(batch, tokens, heads, head_dim, device=device, dtype=dtype)
-        return timing.grads_of(ours, inputs, grad), timing.grads_of(baseline, inputs, grad)
+        grad = randn(batch, tokens, heads, head_dim, device=device, dtype=dtype)
+        return grads_of(ours, inputs, grad), grads_of(baseline, inputs, grad)
 
     shape = {"B": batch, "N": tokens, "H": heads, "P": pseudo, "d": head_dim, "window": window}
-    return timing.Case("attention", "iha_bwd" if backward else "iha_fwd", shape, build, 0.0, flops)
+    return Case("attention", "iha_bwd" if backward else "iha_fwd", shape, build, 0.0, flops)
 
 
 def acceptance_cases(args):
@@ -120,7 +122,7 @@ def acceptance_cases(args):
     return [
         attention_case(
             window=window, backward=backward, **common,
-            targets={"max_peak_mem": timing.GiB, **({"min_speedup": 4.0} if window and not backward else {})},
+            targets={"max_peak_mem": GiB, **({"min_speedup": 4.0} if window and not backward else {})},
         )
         for window in (None, 512)
         for backward in (False, True)
@@ -150,7 +152,7 @@ def cases(args):
 
 
 def parse_args(argv=None):
-    parser = timing.make_parser(__doc__)
+    parser = cli.make_parser(__doc__)
     parser.add_argument("--acceptance", action="store_true",
                         help="run only the CPU acceptance cases (fp32, S = 8192) and check their targets")
     parser.add_argument("--seqlens", type=int, nargs="+",
@@ -163,7 +165,7 @@ def parse_args(argv=None):
     parser.add_argument("--pseudo", type=int,
                         help="IHA P (default 4: with P = 16 the dense-mask baseline needs a (N*P)^2 mask; 4)")
     parser.add_argument("--iha-window", type=int, help="IHA window in original tokens (default 512; 32)")
-    return timing.parse_args(
+    return cli.parse_args(
         parser, argv,
         quick=dict(seqlens=[1024], batch_heads=4, heads=4, head_dim=64, window=128, iha_tokens=[256],
                    pseudo=4, iha_window=32),
@@ -174,4 +176,4 @@ def parse_args(argv=None):
 
 if __name__ == "__main__":
     arguments = parse_args()
-    timing.main("attention_acceptance" if arguments.acceptance else "attention", cases(arguments), arguments)
+    cli.main("attention_acceptance" if arguments.acceptance else "attention", cases(arguments), arguments)

@@ -19,8 +19,9 @@ import os
 
 import torch
 
+import cli
 import headmix
-import timing
+from case import Case, randn
 from headmix.composites import sdpa
 from headmix.rope import apply_rope
 
@@ -38,14 +39,14 @@ def decode_case(*, batch, cache_len, heads, kv_heads, virtual_heads, head_dim, d
 
     def build():
         k_cache, v_cache = (
-            timing.randn(batch, cache_len, cache_heads, head_dim, device=device, dtype=dtype) for _ in range(2)
+            randn(batch, cache_len, cache_heads, head_dim, device=device, dtype=dtype) for _ in range(2)
         )
         seqlens = torch.full((batch,), cache_len, dtype=torch.int32, device=device)
-        q = timing.randn(batch, 1, heads, head_dim, device=device, dtype=dtype)
+        q = randn(batch, 1, heads, head_dim, device=device, dtype=dtype)
         w_k = w_v = None
         if virtual_heads:
             w_k, w_v = (
-                timing.randn(virtual_heads, kv_heads, device=device, dtype=dtype, scale=virtual_heads**-0.5)
+                randn(virtual_heads, kv_heads, device=device, dtype=dtype, scale=virtual_heads**-0.5)
                 for _ in range(2)
             )
 
@@ -66,7 +67,7 @@ def decode_case(*, batch, cache_len, heads, kv_heads, virtual_heads, head_dim, d
         return ours, baseline
 
     shape = {"B": batch, "L": cache_len, "H": heads, "H_kv": kv_heads, "H'": virtual_heads, "d": head_dim}
-    return timing.Case("decode", "mea" if virtual_heads else "gqa", shape, build, traffic, flops)
+    return Case("decode", "mea" if virtual_heads else "gqa", shape, build, traffic, flops)
 
 
 def append_case(*, batch, cache_len, heads, head_dim, device, dtype):
@@ -76,8 +77,8 @@ def append_case(*, batch, cache_len, heads, head_dim, device, dtype):
     traffic = 2 * 2 * batch * heads * head_dim * item + table_bytes  # k, v rows read and written
 
     def build():
-        new_k, new_v = (timing.randn(batch, 1, heads, head_dim, device=device, dtype=dtype) for _ in range(2))
-        caches = timing.randn(2, batch, cache_len, heads, head_dim, device=device, dtype=dtype)
+        new_k, new_v = (randn(batch, 1, heads, head_dim, device=device, dtype=dtype) for _ in range(2))
+        caches = randn(2, batch, cache_len, heads, head_dim, device=device, dtype=dtype)
         ours_k, ours_v = caches.clone().unbind(0)
         base_k, base_v = caches.unbind(0)
         seqlens = torch.full((batch,), cache_len - 1, dtype=torch.int32, device=device)
@@ -96,7 +97,7 @@ def append_case(*, batch, cache_len, heads, head_dim, device, dtype):
         return ours, baseline
 
     shape = {"B": batch, "L": cache_len, "H'": heads, "d": head_dim}
-    return timing.Case("decode", "append", shape, build, traffic, 0.0)
+    return Case("decode", "append", shape, build, traffic, 0.0)
 
 
 def cases(args):
@@ -116,7 +117,7 @@ def cases(args):
 
 
 def parse_args(argv=None):
-    parser = timing.make_parser(__doc__)
+    parser = cli.make_parser(__doc__)
     parser.add_argument("--batch", type=int, nargs="+", help="batch sizes (default 1 16 64; 1 4 with --quick)")
     parser.add_argument("--cache-len", type=int, nargs="+",
                         help="cached tokens per sequence (default 1024 8192 32768; 512 2048 with --quick)")
@@ -124,7 +125,7 @@ def parse_args(argv=None):
     parser.add_argument("--kv-heads", type=int, help="H_kv (default 8; 4 with --quick)")
     parser.add_argument("--virtual-heads", type=int, help="H' cached by MEA (default 4; 2 with --quick)")
     parser.add_argument("--head-dim", type=int, help="d (default 128; 64 with --quick)")
-    return timing.parse_args(
+    return cli.parse_args(
         parser, argv,
         quick=dict(batch=[1, 4], cache_len=[512, 2048], heads=8, kv_heads=4, virtual_heads=2, head_dim=64),
         full=dict(batch=[1, 16, 64], cache_len=[1024, 8192, 32768], heads=32, kv_heads=8, virtual_heads=4,
@@ -134,4 +135,4 @@ def parse_args(argv=None):
 
 if __name__ == "__main__":
     arguments = parse_args()
-    timing.main("decode", cases(arguments), arguments)
+    cli.main("decode", cases(arguments), arguments)

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import torch
 
+import cli
 import headmix
-import timing
+from case import Case, grads_of, randn
 from headmix import composites
 from headmix.rope import pseudo_positions
 
@@ -36,8 +37,8 @@ def mix_case(variant, *, batch, tokens, heads_in, heads_out, pseudo, head_dim, r
         traffic = x_bytes + w_bytes + table_bytes + y_bytes
 
     def build():
-        x = timing.randn(batch, tokens, heads_in, head_dim, device=device, dtype=dtype, requires_grad=backward)
-        w = timing.randn(heads_in, heads_out, device=device, dtype=dtype, scale=heads_in**-0.5,
+        x = randn(batch, tokens, heads_in, head_dim, device=device, dtype=dtype, requires_grad=backward)
+        w = randn(heads_in, heads_out, device=device, dtype=dtype, scale=heads_in**-0.5,
                          requires_grad=backward)
         cos = sin = rope_args = None
         if rope:
@@ -52,11 +53,11 @@ def mix_case(variant, *, batch, tokens, heads_in, heads_out, pseudo, head_dim, r
 
         if not backward:
             return ours, baseline
-        grad = timing.randn(batch, tokens, heads_out, head_dim, device=device, dtype=dtype)
-        return timing.grads_of(ours, (x, w), grad), timing.grads_of(baseline, (x, w), grad)
+        grad = randn(batch, tokens, heads_out, head_dim, device=device, dtype=dtype)
+        return grads_of(ours, (x, w), grad), grads_of(baseline, (x, w), grad)
 
     shape = {"B": batch, "N": tokens, "H_in": heads_in, "H_out": heads_out, "P": pseudo, "d": head_dim}
-    return timing.Case("mix_heads", f"{variant}_{'bwd' if backward else 'fwd'}", shape, build, traffic, flops)
+    return Case("mix_heads", f"{variant}_{'bwd' if backward else 'fwd'}", shape, build, traffic, flops)
 
 
 def cases(args):
@@ -75,13 +76,13 @@ def cases(args):
 
 
 def parse_args(argv=None):
-    parser = timing.make_parser(__doc__)
+    parser = cli.make_parser(__doc__)
     parser.add_argument("--tokens", type=int, help="B*N tokens (default 16384; 1024 with --quick)")
     parser.add_argument("--heads", type=int, help="H (default 16; 8 with --quick)")
     parser.add_argument("--pseudo", type=int, help="P pseudo-heads per head (default 16; 8 with --quick)")
     parser.add_argument("--kv-heads", type=int, help="H_kv mixed by the MEA hlc case (default 8; 4 with --quick)")
     parser.add_argument("--head-dim", type=int, help="d (default 128; 64 with --quick)")
-    return timing.parse_args(
+    return cli.parse_args(
         parser, argv,
         quick=dict(tokens=1024, heads=8, pseudo=8, kv_heads=4, head_dim=64),
         full=dict(tokens=16384, heads=16, pseudo=16, kv_heads=8, head_dim=128),
@@ -90,4 +91,4 @@ def parse_args(argv=None):
 
 if __name__ == "__main__":
     arguments = parse_args()
-    timing.main("mix_heads", cases(arguments), arguments)
+    cli.main("mix_heads", cases(arguments), arguments)
