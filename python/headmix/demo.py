@@ -58,7 +58,7 @@ def relative_error(got, want) -> float:
 def iha_composite(module, x):
     """The IHA layer with its core as plain PyTorch (composites.iha_attention)."""
     b, n, dim = x.shape
-    q, k, v = module.qkv(x).view(b, n, 3, module.num_heads, module.head_dim).unbind(2)
+    q, k, v = module.project(x)
     o = composites.iha_attention(q, k, v, module.alpha_q, module.alpha_k, module.alpha_v, module.collapse,
                                  pseudo=module.pseudo, cos=module.cos, sin=module.sin, causal=True)
     return module.out(o.reshape(b, n, dim))
@@ -67,9 +67,7 @@ def iha_composite(module, x):
 def mea_composite(module, x):
     b, n, _ = x.shape
     d = module.head_dim
-    q = module.q_proj(x).view(b, n, module.num_heads, d)
-    k = module.k_proj(x).view(b, n, module.num_virtual_heads, d)
-    v = module.v_proj(x).view(b, n, module.num_virtual_heads, d)
+    q, k, v = module.project(x)
     pos = torch.arange(n, device=x.device)[:, None]
     q, k = apply_rope(q, module.cos, module.sin, pos), apply_rope(k, module.cos, module.sin, pos)
     k = torch.einsum("bnjd,jg->bngd", k, module.w_lc_k)

@@ -80,9 +80,14 @@ class InterleavedHeadAttention(_RopeModule):
         return KVCache(batch_size, max_tokens * self.pseudo, self.num_heads, self.head_dim,
                        dtype=self.out.weight.dtype, device=self.out.weight.device, block_size=block_size)
 
+    def project(self, x):
+        """q, k, v [B, N, H, d] of x [B, N, dim]: the fused projection, split by head."""
+        batch, tokens, _ = x.shape
+        return self.qkv(x).view(batch, tokens, 3, self.num_heads, self.head_dim).unbind(2)
+
     def forward(self, x, cache: KVCache | None = None):
         batch, tokens, dim = x.shape
-        q, k, v = self.qkv(x).view(batch, tokens, 3, self.num_heads, self.head_dim).unbind(2)
+        q, k, v = self.project(x)
         if cache is None:
             o = iha_attention(q, k, v, self.alpha_q, self.alpha_k, self.alpha_v, self.collapse,
                               pseudo=self.pseudo, cos=self.cos, sin=self.sin, window=self.window,
@@ -150,12 +155,19 @@ class ExplicitMultiheadAttention(_RopeModule):
         return KVCache(batch_size, max_tokens, self.num_virtual_heads, self.head_dim,
                        dtype=self.o_proj.weight.dtype, device=self.o_proj.weight.device, block_size=block_size)
 
-    def forward(self, x, cache: KVCache | None = None):
+    def project(self, x):
+        """q [B, N, H, d] and the virtual k, v [B, N, H', d] of x [B, N, dim]."""
         batch, tokens, _ = x.shape
         d = self.head_dim
         q = self.q_proj(x).view(batch, tokens, self.num_heads, d)
         k = self.k_proj(x).view(batch, tokens, self.num_virtual_heads, d)
         v = self.v_proj(x).view(batch, tokens, self.num_virtual_heads, d)
+        return q, k, v
+
+    def forward(self, x, cache: KVCache | None = None):
+        batch, tokens, _ = x.shape
+        d = self.head_dim
+        q, k, v = self.project(x)
         if cache is None and self.context_parallel is not None:
             o = mea_attention(q, k, v, self.w_lc_k, self.w_lc_v, self.cos, self.sin,
                               context_parallel=self.context_parallel)

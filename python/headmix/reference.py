@@ -123,7 +123,7 @@ def iha_attention(q, k, v, alpha_q, alpha_k, alpha_v, collapse, pseudo, cos=None
 def iha_layer(module, x):
     """headmix.nn.InterleavedHeadAttention's forward (no cache) with the reference ops."""
     b, n, dim = x.shape
-    q, k, v = module.qkv(x).view(b, n, 3, module.num_heads, module.head_dim).unbind(2)
+    q, k, v = module.project(x)
     o = iha_attention(q, k, v, module.alpha_q, module.alpha_k, module.alpha_v, module.collapse,
                       module.pseudo, module.cos, module.sin, module.window)
     return module.out(o.reshape(b, n, dim))
@@ -133,9 +133,7 @@ def mea_layer(module, x):
     """headmix.nn.ExplicitMultiheadAttention's forward (no cache) with the reference ops."""
     b, n, _ = x.shape
     d = module.head_dim
-    q = module.q_proj(x).view(b, n, module.num_heads, d)
-    k = module.k_proj(x).view(b, n, module.num_virtual_heads, d)
-    v = module.v_proj(x).view(b, n, module.num_virtual_heads, d)
+    q, k, v = module.project(x)
     q = apply_rope(q, module.cos, module.sin, torch.arange(n, device=x.device)[:, None])
     k = mix_heads(k, module.w_lc_k, 1, module.cos, module.sin)
     v = mix_heads(v, module.w_lc_v)
