@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "headmix_build_config.h"
 #include "kernels/vhead_decode_plan.h"
 
 namespace {

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cuda/kernel_dtype.h"
+#include "headmix_build_config.h"
 
 namespace headmix::cuda {
 
