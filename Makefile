@@ -49,13 +49,12 @@ $(CUDA_DEPS):
 
 # One wheel per arch list: `make cuda-wheel HEADMIX_CUDA_ARCHS=90a` gives headmix-0.1.0+cu130.sm90a,
 # requiring the torch release of $(CUDA_VENV). Then check-cuda's checks on that build's objects.
+cuda-wheel: export PATH := $(CURDIR)/$(CUDA_VENV)/bin:$(NVCC_BIN):$(PATH)
+cuda-wheel: export HEADMIX_CUDA := ON
+cuda-wheel: export HEADMIX_CUDA_ARCHS := $(HEADMIX_CUDA_ARCHS)
 cuda-wheel: $(CUDA_DEPS)
-	PATH="$(CURDIR)/$(CUDA_VENV)/bin:$(NVCC_BIN):$$PATH" PYTHON=$(CUDA_PY) HEADMIX_CUDA=ON \
-	  HEADMIX_CUDA_ARCHS="$(HEADMIX_CUDA_ARCHS)" tools/build_wheel.sh
-	PATH="$(CURDIR)/$(CUDA_VENV)/bin:$(NVCC_BIN):$$PATH" HEADMIX_CUDA=ON HEADMIX_CUDA_ARCHS="$(HEADMIX_CUDA_ARCHS)" \
-	  $(CUDA_PY) tools/check_cuda.py --build-dir "build/wheel-$$(PATH="$(NVCC_BIN):$$PATH" HEADMIX_CUDA=ON \
-	  HEADMIX_CUDA_ARCHS="$(HEADMIX_CUDA_ARCHS)" $(CUDA_PY) -c 'import sys; sys.path.insert(0, "tools"); \
-	  import headmix_build_version as v; print(v.local_label())')"
+	PYTHON=$(CUDA_PY) tools/build_wheel.sh
+	$(CUDA_PY) tools/check_cuda.py --build-dir "build/wheel-$$($(CUDA_PY) tools/headmix_build_version.py --label)"
 
 # On a machine with a GPU (and its own CUDA torch, nvcc): build, CUDA tests, compute-sanitizer,
 # quick benchmarks; logs and the results file under $$OUT or gpu-check-out/ (tools/gpu_check.sh).

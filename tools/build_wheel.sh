@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-label=$("$PYTHON" -c 'import sys; sys.path.insert(0, "tools"); import headmix_build_version as v; print(v.local_label())')
+label=$("$PYTHON" tools/headmix_build_version.py --label)
 build_dir="build/wheel-$label"
 mkdir -p "$build_dir" dist
 echo "build_wheel: +$label in $build_dir (HEADMIX_CUDA_ARCHS='${HEADMIX_CUDA_ARCHS:-default}')" >&2

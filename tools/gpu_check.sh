@@ -11,7 +11,10 @@
 #   bench      the three benchmarks, a few GPU shapes each, against their baselines
 # It stops at the first failure or hang; either way it writes the results file
 # (benchmarks/results format, tools/gpu_results.py) and keeps every log under $OUT
-# (default gpu-check-out/): gpu-check.log, steps.tsv, env.json, pytest.xml, bench_*.json, <date>-<gpu>.md.
+# (default gpu-check-out/): gpu-check.log, steps.tsv, env.json, pytest.xml, bench_*.json, <date>-<gpu>.md
+# (8 files: as many as a lent machine sends back). .whl/ is ignored by git, so a lent machine gets
+# it only when the call carries it (the device tool's carry: [".whl"]). The results file belongs
+# in benchmarks/results/ once it is back.
 #
 # GPU_CHECK_DRY_RUN=1 (CI, `make gpu-check-dry-run`) runs none of the GPU steps: it prints them,
 # checks what they need exists (the CUTLASS wheel, the test files and their cuda marker, the

@@ -9,7 +9,8 @@ The dependency is the torch release the extension is compiled against (``torch==
 C++ extension uses torch's C++ ABI, which changes between releases, so it loads only there.
 
 ``python tools/headmix_build_version.py --archs`` prints the arch list, which CMake reads, so
-the label and the cubins come from one list.
+the label and the cubins come from one list; ``--label`` prints the label (tools/build_wheel.sh
+names the build folder after it).
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ def dynamic_metadata(field: str, settings: dict | None = None) -> str | list[str
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["--archs"]:
-        sys.exit("usage: headmix_build_version.py --archs")
-    print(";".join(cuda_archs()))
+    if sys.argv[1:] == ["--archs"]:
+        print(";".join(cuda_archs()))
+    elif sys.argv[1:] == ["--label"]:
+        print(local_label())
+    else:
+        sys.exit("usage: headmix_build_version.py --archs | --label")
