@@ -5,7 +5,16 @@ PY := $(VENV)/bin/python
 SOURCES := $(shell find csrc python tools -type f -not -name '*.pyc') CMakeLists.txt pyproject.toml
 STAMP := $(VENV)/.headmix-installed
 
-.PHONY: install demo test check-cuda wheel bench clean
+# The CUDA wheel's environment: CUDA torch (the release the wheel will require) + build deps.
+CUDA_VENV ?= .venv-cuda
+CUDA_TORCH ?= 2.14.1
+CUDA_PY := $(CUDA_VENV)/bin/python
+CUDA_DEPS := $(CUDA_VENV)/.headmix-deps
+NVCC_BIN ?= /usr/local/cuda/bin
+# Kernel archs of `make cuda-wheel` (one wheel per list): 90a (H100/H200), 100a (B200/GB200).
+HEADMIX_CUDA_ARCHS ?= 90a;100a
+
+.PHONY: install demo test check-cuda wheel deps cuda-wheel gpu-check gpu-check-dry-run bench clean
 
 install: $(STAMP)
 
@@ -27,8 +36,34 @@ check-cuda: $(STAMP)
 	  >/dev/null 2>&1 || $(PY) -m pip install -q nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) tools/check_cuda.py
 
+# A wheel for the environment's torch: +cpu from .venv (CPU torch).
 wheel: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pip wheel --no-build-isolation --no-deps -w dist .
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHON=$(PY) tools/build_wheel.sh
+
+deps: $(CUDA_DEPS)
+
+$(CUDA_DEPS):
+	VENV=$(CUDA_VENV) TORCH_VERSION=$(CUDA_TORCH) tools/setup_env.sh --deps-only
+	$(CUDA_PY) -m pip install -q nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm
+	touch $@
+
+# One wheel per arch list: `make cuda-wheel HEADMIX_CUDA_ARCHS=90a` gives headmix-0.1.0+cu130.sm90a,
+# requiring the torch release of $(CUDA_VENV). Then check-cuda's checks on that build's objects.
+cuda-wheel: export PATH := $(CURDIR)/$(CUDA_VENV)/bin:$(NVCC_BIN):$(PATH)
+cuda-wheel: export HEADMIX_CUDA := ON
+cuda-wheel: export HEADMIX_CUDA_ARCHS := $(HEADMIX_CUDA_ARCHS)
+cuda-wheel: $(CUDA_DEPS)
+	PYTHON=$(CUDA_PY) tools/build_wheel.sh
+	$(CUDA_PY) tools/check_cuda.py --build-dir "build/wheel-$$($(CUDA_PY) tools/headmix_build_version.py --label)"
+
+# On a machine with a GPU (and its own CUDA torch, nvcc): build, CUDA tests, compute-sanitizer,
+# quick benchmarks; logs and the results file under $$OUT or gpu-check-out/ (tools/gpu_check.sh).
+gpu-check:
+	tools/gpu_check.sh
+
+# What CI runs: the same script without a GPU, checking its steps, paths and results writer.
+gpu-check-dry-run:
+	GPU_CHECK_DRY_RUN=1 tools/gpu_check.sh
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_mix_heads.py
@@ -36,4 +71,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_decode.py
 
 clean:
-	rm -rf build dist $(STAMP)
+	rm -rf build dist $(STAMP) $(CUDA_DEPS)

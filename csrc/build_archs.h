@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "headmix_build_config.h"
+
 namespace headmix {
 
 inline std::vector<std::string> build_archs() {

@@ -9,6 +9,7 @@
 
 #include "build_archs.h"
 #include "cache_range_checks.h"
+#include "headmix_build_config.h"
 #include "kernels/vhead_decode_plan.h"
 
 namespace {

@@ -15,10 +15,17 @@ It also compiles the torch bindings (csrc/cuda/*.cpp) for syntax and types again
 installed torch's CUDA headers, which a CPU wheel ships. The cuBLAS/cuSPARSE/cuSOLVER headers
 those include are absent without a CUDA toolkit's math libraries, so a few opaque handle types
 stand in for them; the bindings use none of those libraries.
+
+``--build-dir DIR`` checks a real build instead (``make cuda-wheel``: DIR is build/wheel-<label>)
+so the kernels are compiled once: the report is that build's log (DIR/build.log, which must show
+every kernel source compiled), the SASS is that of its libheadmix_kernels.a, whose archs must be
+exactly the ones the build declares (DIR/generated/headmix_build_config.h, which the wheel's
+label also names); the bindings were compiled and linked against the CUDA torch there.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -96,9 +103,11 @@ def sass_opcodes(library: Path) -> dict[tuple[str, str], set[str]]:
     return found
 
 
-def check_tensor_cores() -> None:
-    opcodes = sass_opcodes(BUILD / "libheadmix_kernels.a")
+def check_tensor_cores(library: Path, declared_archs: list[str] | None = None) -> None:
+    opcodes = sass_opcodes(library)
     archs = {arch for arch, _ in opcodes}
+    if declared_archs is not None and archs != {f"sm_{a}" for a in declared_archs}:
+        sys.exit(f"check-cuda: {library} holds SASS for {sorted(archs)}, the build declares {declared_archs}")
     for pattern, wanted in TENSOR_CORE_KERNELS.items():
         for arch in sorted(archs):
             kernels = [(f, ops) for (a, f), ops in opcodes.items() if a == arch and pattern in f]
@@ -137,17 +146,21 @@ def check_bindings() -> None:
     import torch.utils.cpp_extension as cpp
 
     stubs = BUILD / "stubs"
-    for name, text in LIBRARY_STUBS.items():
+    archs = cuda_archs()
+    stub_texts = dict(LIBRARY_STUBS)
+    stub_texts["headmix_build_config.h"] = (f'#define HEADMIX_BUILD_ARCHS "{";".join(archs)}"\n'
+                                            '#define HEADMIX_BUILD_CUDA_VERSION ""\n#define HEADMIX_BUILD_CUTLASS_VERSION ""')
+    for name, text in stub_texts.items():
         (stubs / name).parent.mkdir(parents=True, exist_ok=True)
         (stubs / name).write_text(text + "\n")
     cuda_include = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "include"
     includes = [ROOT / "csrc", stubs, *map(Path, cpp.include_paths()), cuda_include]
     for source in sorted((ROOT / "csrc" / "cuda").glob("*.cpp")):
-        archs = cuda_archs()
-        defines = ["-DHEADMIX_WITH_CUDA", f'-DHEADMIX_BUILD_ARCHS="{";".join(archs)}"']
+        defines = ["-DHEADMIX_WITH_CUDA"]
         if "90a" in archs:
             defines.append("-DHEADMIX_WITH_SM90_KERNELS=1")
-        command = ["c++", "-fsyntax-only", "-std=c++17", *defines, *(f"-I{p}" for p in includes), str(source)]
+        # C++20, as CMakeLists.txt builds the extension: torch 2.14's headers require it.
+        command = ["c++", "-fsyntax-only", "-std=c++20", *defines, *(f"-I{p}" for p in includes), str(source)]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             print(result.stderr)
@@ -195,20 +208,53 @@ def problems(log: str) -> tuple[list[str], list[str]]:
     return summary, found
 
 
+def declared_archs(build_dir: Path) -> list[str]:
+    header = (build_dir / "generated" / "headmix_build_config.h").read_text()
+    match = re.search(r'#define HEADMIX_BUILD_ARCHS "([^"]*)"', header)
+    if match is None or not match.group(1):
+        sys.exit(f"check-cuda: {build_dir} is not a CUDA build (no arch list in its headmix_build_config.h)")
+    return match.group(1).split(";")
+
+
+def read_build(build_dir: Path) -> str:
+    """The log of a real build, which must have compiled every kernel source (not an incremental rebuild)."""
+    log = (build_dir / "build.log").read_text()
+    archs = declared_archs(build_dir)
+    sources = sorted((ROOT / "csrc" / "kernels").rglob("*.cu"))
+    if "90a" not in archs:
+        sources = [s for s in sources if s.parent.name != "sm90"]
+    # Ninja names each object it builds: "Building CUDA object CMakeFiles/<target>.dir/<source>.o".
+    missing = [s.relative_to(ROOT) for s in sources if f"{s.relative_to(ROOT)}.o" not in log]
+    if missing:
+        sys.exit(f"check-cuda: {build_dir}/build.log does not show these kernels compiled (rebuild from clean): "
+                 + ", ".join(map(str, missing)))
+    if not any(build_dir.glob("_C*.so")):
+        sys.exit(f"check-cuda: {build_dir} has no linked extension (_C*.so)")
+    return log
+
+
 def main() -> None:
-    log = build()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--build-dir", type=Path, help="check this real build's log and objects instead of compiling")
+    args = parser.parse_args()
+    log = read_build(args.build_dir) if args.build_dir else build()
+    report = args.build_dir / "build.log" if args.build_dir else REPORT
     summary, found = problems(log)
     if not summary:
-        sys.exit(f"check-cuda: no ptxas resource report found in {REPORT}")
+        sys.exit(f"check-cuda: no ptxas resource report found in {report}")
     print("\n".join(summary))
-    print(f"check-cuda: {len(summary)} kernel builds, report in {REPORT.relative_to(ROOT)}")
+    print(f"check-cuda: {len(summary)} kernel builds, report in {report}")
     if found:
         print("\n".join(found))
         sys.exit("check-cuda: FAILED (spills, stack frames or C7510)")
     print("check-cuda: OK (no spills, no stack frames, no C7510)")
-    check_tensor_cores()
+    if args.build_dir:
+        check_tensor_cores(args.build_dir / "libheadmix_kernels.a", declared_archs(args.build_dir))
+    else:
+        check_tensor_cores(BUILD / "libheadmix_kernels.a")
     check_host_programs()
-    check_bindings()
+    if not args.build_dir:
+        check_bindings()
 
 
 if __name__ == "__main__":

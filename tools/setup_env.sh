@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Creates the virtual environment and installs headmix into it (editable), with everything the
 # build needs: torch (2.13.0 CPU unless a CUDA torch is already installed in the base Python,
-# which the environment then reuses), the nvidia-cutlass headers, scikit-build-core, pybind11,
-# CMake >= 3.26, ninja and pytest. Offline machines install wheels placed in .whl/.
+# which the environment then reuses; TORCH_VERSION picks another), the nvidia-cutlass headers
+# (the version the kernels are checked against), scikit-build-core, pybind11, CMake >= 3.26,
+# ninja and pytest. Offline machines install wheels placed in .whl/ (PIP_NO_INDEX=1: no index).
+# --deps-only stops before installing headmix (the CUDA wheel's environment, `make deps`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+CUTLASS_VERSION=4.2.0.0
+deps_only=0
+[ "${1:-}" = "--deps-only" ] && deps_only=1
 
 if [ ! -x "$VENV/bin/python" ]; then
   if "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.version.cuda else 1)" 2>/dev/null; then
@@ -28,7 +33,9 @@ pip_install() { "$PY" -m pip install --disable-pip-version-check -q "${find_link
 
 # Install only what is missing, so machines without network work with what they have.
 missing=()
-for spec in "cutlass_library:nvidia-cutlass" "scikit_build_core:scikit-build-core" \
+"$PY" -m pip show nvidia-cutlass 2>/dev/null | grep -qx "Version: $CUTLASS_VERSION" \
+  || pip_install "nvidia-cutlass==$CUTLASS_VERSION"
+for spec in "scikit_build_core:scikit-build-core" \
             "pybind11:pybind11" "pytest:pytest" "numpy:numpy"; do
   "$PY" -c "import ${spec%%:*}" 2>/dev/null || missing+=("${spec#*:}")
 done
@@ -43,6 +50,7 @@ PYCODE
 [ "$cmake_ok" = 1 ] || missing+=("cmake>=3.26")
 command -v ninja >/dev/null || missing+=("ninja")
 [ ${#missing[@]} -eq 0 ] || pip_install "${missing[@]}"
+[ "$deps_only" = 0 ] || exit 0
 
 PATH="$PWD/$VENV/bin:$PATH" "$PY" -m pip install --disable-pip-version-check -q \
   --no-build-isolation --no-deps -e .

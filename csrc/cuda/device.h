@@ -7,6 +7,7 @@
 
 #include "build_archs.h"
 #include "cuda/kernel_dtype.h"
+#include "headmix_build_config.h"
 
 namespace headmix::cuda {
 

@@ -11,6 +11,7 @@
 #include "checks.h"
 #include "cuda/device.h"
 #include "cuda/flash_attn_params.h"
+#include "headmix_build_config.h"
 #include "kernels/flash_attn.h"
 #include "registration.h"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from . import _C, _checks, _shapes
+from ._nvtx import op_range
 
 _ops = torch.ops.headmix
 
@@ -23,7 +24,8 @@ def mix_heads(x, w, *, pseudo=1, cos=None, sin=None, pos_offset=0):
     pos(n, j) = pos_offset + n*pseudo + j // (H_out/pseudo), the position of head j's
     pseudo-token in the interleaved sequence. Differentiable in x and w.
     """
-    return _ops.mix_heads(x, w, pseudo, cos, sin, pos_offset)
+    with op_range("mix_heads", x):
+        return _ops.mix_heads(x, w, pseudo, cos, sin, pos_offset)
 
 
 @torch.library.register_fake("headmix::mix_heads")
@@ -48,9 +50,10 @@ def _mix_heads_setup_context(ctx, inputs, output):
 
 def _mix_heads_grad(ctx, grad):
     x, w, cos, sin = ctx.saved_tensors
-    dx, dw = _ops.mix_heads_backward(
-        grad, x, w, ctx.pseudo, cos, sin, ctx.pos_offset, ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    )
+    with op_range("mix_heads_backward", grad):
+        dx, dw = _ops.mix_heads_backward(
+            grad, x, w, ctx.pseudo, cos, sin, ctx.pos_offset, ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        )
     return dx, dw, None, None, None, None
 
 
@@ -72,7 +75,8 @@ def flash_attn(q, k, v, *, scale=None, causal=False, window=(-1, -1), return_lse
     (natural log, float32 or float64 for float64 inputs). Differentiable in q, k, v (and lse).
     """
     window_left, window_right = window
-    out, lse = _ops.flash_attn_fwd(q, k, v, scale, causal, window_left, window_right)
+    with op_range("flash_attn_fwd", q):
+        out, lse = _ops.flash_attn_fwd(q, k, v, scale, causal, window_left, window_right)
     return (out, lse) if return_lse else out
 
 
@@ -103,7 +107,8 @@ def _flash_attn_grad(ctx, dout, dlse):
     q, k, v, out, lse = ctx.saved_tensors
     if dout is None:
         dout = torch.zeros_like(out)
-    dq, dk, dv = _ops.flash_attn_bwd(dout, q, k, v, out, lse, dlse, ctx.scale, ctx.causal, *ctx.window)
+    with op_range("flash_attn_bwd", q):
+        dq, dk, dv = _ops.flash_attn_bwd(dout, q, k, v, out, lse, dlse, ctx.scale, ctx.causal, *ctx.window)
     return dq, dk, dv, None, None, None, None
 
 
@@ -176,9 +181,10 @@ def vhead_decode(
     that the CUDA kernels overwrite (split-KV partial results). Passing one keeps the call free
     of allocations besides its outputs; without it the CUDA op allocates its own.
     """
-    out, lse = _ops.vhead_decode(
-        q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table, scale, causal, window_left, workspace
-    )
+    with op_range("vhead_decode", q):
+        out, lse = _ops.vhead_decode(
+            q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table, scale, causal, window_left, workspace
+        )
     return (out, lse) if return_lse else out
 
 
@@ -239,7 +245,8 @@ def kv_cache_append(k_new, v_new, k_cache, v_cache, cache_seqlens, *, block_tabl
     positions beyond the tables are rejected before anything is written. The caller advances
     cache_seqlens (the op does not, so a CUDA graph can replay it).
     """
-    _ops.kv_cache_append(k_new, v_new, k_cache, v_cache, cache_seqlens, block_table, cos, sin, None)
+    with op_range("kv_cache_append", k_new):
+        _ops.kv_cache_append(k_new, v_new, k_cache, v_cache, cache_seqlens, block_table, cos, sin, None)
 
 
 @torch.library.register_fake("headmix::kv_cache_append")
