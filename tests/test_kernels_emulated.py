@@ -12,6 +12,9 @@ landing at issue), and the emulator reports out-of-bounds, misaligned, unwritten
 accesses and deadlocks (each check is shown to fire by a planted bug). It cannot check timing,
 the memory model's reorderings, the hardware's rounding of special functions or speed: the
 CUDA tests on a GPU remain what makes the kernels "verified".
+
+The last section runs the first piece of the Hopper emulation, the mbarrier / named-barrier
+synchronisation, under CUTLASS's own PipelineAsync, and shows each protocol misuse reported.
 """
 
 import os
@@ -66,7 +69,7 @@ def emulated():
     cutlass = Path(cutlass_library.__file__).parent / "source" / "include"
     here = ROOT / "tests" / "emulated"
     sources = ["module.cpp", "planted_bugs.cpp", "flash_fwd.cpp", "flash_bwd.cpp", "mix_heads.cpp", "decode.cpp",
-               "append.cpp"]
+               "append.cpp", "sync_sm90.cpp"]
     # The emulated atoms (here/include) come before CuTe's own headers, which they include_next.
     module = load(name="headmix_emulated_kernels", sources=[str(here / s) for s in sources] +
                   [str(ROOT / "csrc" / "checks.cpp")],
@@ -352,3 +355,54 @@ def test_correctly_synchronised_traffic_passes(emulated):
     data = torch.randn(64)
     (out,) = under_every_schedule(emulated, lambda: (emulated.planted_bug(CORRECT, data),))
     assert torch.equal(out, data)
+
+
+# ---------------------------------------------------------------- Hopper synchronisation
+
+# sync_sm90::Scenario in tests/emulated/sync_sm90.cpp.
+PIPELINE, WRONG_PARITY, NO_RELEASE, NAMED_BARRIER = 0, 1, 2, 8
+SYNC_MISUSES = {
+    3: r"second init of the mbarrier at shared offset \d+",
+    4: r"arrive on the mbarrier at shared offset \d+ before its init",
+    5: r"complete_tx of 32 bytes exceeds what the mbarrier at shared offset \d+ \(phase 0, 0 of 1 arrivals and -16 "
+       r"transaction bytes outstanding\) was told to expect",
+    6: r"bar.sync on named barrier 9 counts (64|96) threads while others at it count (96|64)",
+    7: r"deadlock: every live thread waits; warp 0: 0 at __syncthreads, 0 at a warp collective or __syncwarp, "
+       r"32 exited; warp 1: .* 32 at a named barrier or mbarrier \(thread 32 waits at named barrier 9 for 96 threads\)",
+}
+
+
+def test_cutlass_pipeline_async_moves_every_tile(emulated):
+    """CUTLASS's own PipelineAsync (producer warp -> two consumer warps, 2 stages, 5 tiles) on the
+    emulated mbarriers delivers every tile once, in order, under both schedules."""
+    tiles = torch.randn(5, 64)
+    (out,) = under_every_schedule(emulated, lambda: (emulated.sync_sm90(PIPELINE, tiles),))
+    expected = (torch.arange(1, 6, dtype=torch.float32)[:, None] * tiles).sum(0)
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_wrong_parity_is_reported(emulated):
+    """Waiting for the other parity returns at once (that phase counts as complete), so the
+    consumers run ahead of the producer, release stages it has not filled, and the ring jams:
+    reported as a deadlock naming each warp's mbarrier wait."""
+    with pytest.raises(RuntimeError, match=r"deadlock: .* at a named barrier or mbarrier \(thread 0 waits for parity 1 "
+                                           r"of the mbarrier at shared offset 16 .*\(thread 32 waits for parity 0 of the "
+                                           r"mbarrier at shared offset 0"):
+        emulated.sync_sm90(WRONG_PARITY, torch.randn(5, 64))
+
+
+def test_a_stage_never_released_is_reported_as_a_deadlock(emulated):
+    with pytest.raises(RuntimeError, match=r"deadlock: .* at a named barrier or mbarrier \(thread 0 waits for parity 0 "
+                                           r"of the mbarrier at shared offset \d+ \(phase 0, 64 of 64 arrivals"):
+        emulated.sync_sm90(NO_RELEASE, torch.randn(5, 64))
+
+
+@pytest.mark.parametrize("scenario", SYNC_MISUSES)
+def test_barrier_misuse_is_reported(emulated, scenario):
+    with pytest.raises(RuntimeError, match=SYNC_MISUSES[scenario]):
+        emulated.sync_sm90(scenario, torch.randn(1, 64))
+
+
+def test_named_barrier_orders_its_warps(emulated):
+    (out,) = under_every_schedule(emulated, lambda: (emulated.sync_sm90(NAMED_BARRIER, torch.randn(1, 64)),))
+    assert torch.equal(out, torch.ones(64))

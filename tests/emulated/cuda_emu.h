@@ -40,6 +40,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -88,6 +89,22 @@ struct Fiber {
   uint64_t waiting_generation = 0;
   std::deque<std::vector<Copy16>> committed;  // cp.async groups, oldest first
   std::vector<Copy16> open_group;
+  std::string blocked_on;  // a named-barrier or mbarrier wait, for the deadlock report
+};
+
+// An mbarrier (sync_sm90.h): arrivals still expected in the current phase, the transaction
+// bytes still expected (may go negative before the matching expect_tx), the phase number.
+struct MBarrier {
+  bool initialised = false;
+  uint32_t expected = 0, pending = 0, phase = 0;
+  int64_t tx = 0;
+  Barrier gate;  // its generation advances with the phase, to wake the waiting fibers
+};
+
+// One of the 16 named barriers (bar.sync / bar.arrive with an id and a thread count).
+struct NamedBarrier {
+  int expected = 0, arrived = 0;  // expected 0: idle
+  Barrier gate;
 };
 
 // A global buffer the kernels may touch.
@@ -131,6 +148,8 @@ struct Runtime {
   size_t nans_read = 0;
   Schedule schedule;
   std::function<void()> kernel;
+  std::unordered_map<size_t, MBarrier> mbarriers;  // by shared offset, per CTA
+  std::array<NamedBarrier, 16> named_barriers;
 };
 
 inline Runtime& rt() {
@@ -201,15 +220,19 @@ inline std::string describe_deadlock() {
   Runtime& r = rt();
   std::string out = "deadlock: every live thread waits;";
   for (int w = 0; w * 32 < r.threads; ++w) {
-    int done = 0, cta = 0, warp = 0;
+    int done = 0, cta = 0, warp = 0, other = 0;
+    std::string first_other;
     for (int t = w * 32; t < std::min(r.threads, w * 32 + 32); ++t) {
       const Fiber& f = *r.fibers[t];
       done += f.done;
       cta += !f.done && f.waiting == &r.cta;
       warp += !f.done && f.waiting == &r.warps[w];
+      if (!f.done && !f.blocked_on.empty() && other++ == 0) first_other = "thread " + std::to_string(t) + f.blocked_on;
     }
     out += " warp " + std::to_string(w) + ": " + std::to_string(cta) + " at __syncthreads, " +
-           std::to_string(warp) + " at a warp collective or __syncwarp, " + std::to_string(done) + " exited;";
+           std::to_string(warp) + " at a warp collective or __syncwarp, " + std::to_string(done) + " exited";
+    if (other) out += ", " + std::to_string(other) + " at a named barrier or mbarrier (" + first_other + ")";
+    out += ";";
   }
   return out;
 }
@@ -225,6 +248,8 @@ inline void run_cta(uint3 block_idx, int threads) {
   r.warp_sync_epochs.assign(r.warps.size(), 0);
   r.cta_epoch = 0;
   r.slots.assign(threads, {});
+  r.mbarriers.clear();
+  r.named_barriers = {};
   while (int(r.fibers.size()) < threads) {
     r.fibers.push_back(std::make_unique<Fiber>());
     r.fibers.back()->stack.resize(kStackBytes);
@@ -237,6 +262,7 @@ inline void run_cta(uint3 block_idx, int threads) {
     f.waiting = nullptr;
     f.committed.clear();
     f.open_group.clear();
+    f.blocked_on.clear();
   }
   ucontext_t here;
   for (bool live = true; live;) {

@@ -37,6 +37,7 @@ void emulated_kv_cache_append(const at::Tensor&, const at::Tensor&, at::Tensor&,
                               const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
                               const std::optional<at::Tensor>&, const std::optional<at::Tensor>&);
 at::Tensor planted_bug(int64_t bug, const at::Tensor& in);
+at::Tensor sync_sm90_scenario(int64_t scenario, const at::Tensor& in);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_schedule", [](bool reverse_threads, bool early_cp_async) {
@@ -49,4 +50,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("vhead_decode", &emulated_vhead_decode);
   m.def("kv_cache_append", &emulated_kv_cache_append);
   m.def("planted_bug", &planted_bug);
+  m.def("sync_sm90", &sync_sm90_scenario);
 }
