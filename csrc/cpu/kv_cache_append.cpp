@@ -1,45 +1,25 @@
-// kv_cache_append with ATen ops: checks every row, page and RoPE position first (a rejected
-// append leaves the cache untouched), rotates the new keys at their positions, then scatters K
-// and V rows into the contiguous or paged cache in place. Registered for CPU; the CUDA binding
-// runs it for float64.
+// CPU binding of kv_cache_append: checks -> the ATen implementation (aten/kv_cache_append.h).
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include "aten/kv_cache_append.h"
 #include "checks.h"
-#include "cpu/kv_cache.h"
-#include "cpu/kv_cache_append.h"
-#include "cpu/rope.h"
 #include "registration.h"
 
 namespace headmix::cpu {
+namespace {
 
-void kv_cache_append_aten(const at::Tensor& k_new, const at::Tensor& v_new, at::Tensor& k_cache,
-                          at::Tensor& v_cache, const at::Tensor& cache_seqlens,
-                          const std::optional<at::Tensor>& block_table,
-                          const std::optional<at::Tensor>& cos, const std::optional<at::Tensor>& sin,
-                          const std::optional<at::Tensor>& pos) {
-  const auto dims = check_kv_cache_append(k_new, v_new, k_cache, v_cache, cache_seqlens,
-                                          block_table, cos, sin, pos);
-  const int64_t new_rows = k_new.size(1);
-  check_cache_ranges(dims, cache_seqlens, block_table, k_cache.size(0), new_rows, cos, pos);
-  if (new_rows == 0 || dims.batch == 0) return;
-  const auto steps = at::arange(new_rows, cache_seqlens.options().dtype(at::kLong)).unsqueeze(0);
-  const auto rows = cache_seqlens.to(at::kLong).unsqueeze(1) + steps;  // [B, S_new]
-  at::Tensor keys = k_new;
-  if (cos) {
-    const auto positions = (pos ? pos->to(at::kLong).unsqueeze(1) + steps : rows).flatten();
-    auto rotated = owned_copy(k_new, accumulate_type(k_new.scalar_type()));
-    auto [c, s] = gather_rope_rows(*cos, *sin, positions, rotated.scalar_type());
-    c = c.view({dims.batch, new_rows, 1, c.size(-1)});
-    s = s.view({dims.batch, new_rows, 1, s.size(-1)});
-    rotate_half_(rotated, c, s, /*inverse=*/false);
-    keys = rotated;
-  }
-  const auto index = cache_row_index(k_cache, block_table, rows);
-  k_cache.index_put_({index[0], index[1]}, keys.to(k_cache.scalar_type()));
-  v_cache.index_put_({index[0], index[1]}, v_new);
+void kv_cache_append(const at::Tensor& k_new, const at::Tensor& v_new, at::Tensor& k_cache,
+                     at::Tensor& v_cache, const at::Tensor& cache_seqlens,
+                     const std::optional<at::Tensor>& block_table, const std::optional<at::Tensor>& cos,
+                     const std::optional<at::Tensor>& sin, const std::optional<at::Tensor>& pos) {
+  const auto dims = check_kv_cache_append(k_new, v_new, k_cache, v_cache, cache_seqlens, block_table, cos,
+                                          sin, pos);
+  aten::kv_cache_append(dims, k_new, v_new, k_cache, v_cache, cache_seqlens, block_table, cos, sin, pos);
 }
 
-TORCH_LIBRARY_IMPL(HEADMIX_NAMESPACE, CPU, m) { m.impl("kv_cache_append", &kv_cache_append_aten); }
+}  // namespace
+
+TORCH_LIBRARY_IMPL(HEADMIX_NAMESPACE, CPU, m) { m.impl("kv_cache_append", &kv_cache_append); }
 
 }  // namespace headmix::cpu

@@ -2,13 +2,14 @@
 // the lengths, pages and RoPE positions are checked on the host first (one sync), so an
 // overflowing append is rejected before anything is written; HEADMIX_CACHE_RANGE_CHECKS=0 and
 // CUDA-graph capture skip that read, and the kernel then skips rows it cannot place
-// (cache_range_checks.h). float64 runs the device-generic ATen implementation.
+// (cache_range_checks.h). float64 runs the device-neutral ATen implementation
+// (aten/kv_cache_append.h), which always checks the ranges on the host.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "aten/kv_cache_append.h"
 #include "checks.h"
-#include "cpu/kv_cache_append.h"
 #include "cuda/cache_checks.h"
 #include "cuda/device.h"
 #include "cuda/kv_cache_append_params.h"
@@ -22,12 +23,12 @@ void kv_cache_append(const at::Tensor& k_new, const at::Tensor& v_new, at::Tenso
                      at::Tensor& v_cache, const at::Tensor& cache_seqlens,
                      const std::optional<at::Tensor>& block_table, const std::optional<at::Tensor>& cos,
                      const std::optional<at::Tensor>& sin, const std::optional<at::Tensor>& pos) {
-  if (k_new.scalar_type() == at::kDouble) {
-    cpu::kv_cache_append_aten(k_new, v_new, k_cache, v_cache, cache_seqlens, block_table, cos, sin, pos);
-    return;
-  }
   const auto dims = check_kv_cache_append(k_new, v_new, k_cache, v_cache, cache_seqlens, block_table, cos,
                                           sin, pos);
+  if (k_new.scalar_type() == at::kDouble) {
+    aten::kv_cache_append(dims, k_new, v_new, k_cache, v_cache, cache_seqlens, block_table, cos, sin, pos);
+    return;
+  }
   const c10::cuda::CUDAGuard device_guard(k_new.device());
   require_kernel_arch(k_new.device(), "kv_cache_append");
   if (host_range_checks()) {

@@ -1,11 +1,11 @@
 // CUDA binding of mix_heads and its backward: checks -> Params -> current stream -> launcher.
-// float64 runs through the device-generic ATen implementation (no float64 kernels).
+// float64 runs the device-neutral ATen implementation (aten/mix_heads.h; no float64 kernels).
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "aten/mix_heads.h"
 #include "checks.h"
-#include "cpu/mix_heads.h"
 #include "cuda/device.h"
 #include "cuda/mix_heads_params.h"
 #include "kernels/mix_heads.h"
@@ -41,7 +41,7 @@ at::Tensor mix_heads(const at::Tensor& x, const at::Tensor& w, int64_t pseudo,
                      const std::optional<at::Tensor>& cos, const std::optional<at::Tensor>& sin,
                      int64_t pos_offset) {
   check_mix_heads(x, w, pseudo, cos, sin, pos_offset);
-  if (x.scalar_type() == at::kDouble) return cpu::mix_heads_aten(x, w, pseudo, cos, sin, pos_offset);
+  if (x.scalar_type() == at::kDouble) return aten::mix_heads(x, w, pseudo, cos, sin, pos_offset);
   const c10::cuda::CUDAGuard device_guard(x.device());
   require_kernel_arch(x.device(), "mix_heads");
   const auto w32 = w.to(at::kFloat).contiguous();
@@ -57,7 +57,7 @@ std::tuple<std::optional<at::Tensor>, std::optional<at::Tensor>> mix_heads_backw
   check_mix_heads(x, w, pseudo, cos, sin, pos_offset);
   check_mix_heads_grad(grad, x, w);
   if (x.scalar_type() == at::kDouble) {
-    return cpu::mix_heads_backward_aten(grad, x, w, pseudo, cos, sin, pos_offset, need_dx, need_dw);
+    return aten::mix_heads_backward(grad, x, w, pseudo, cos, sin, pos_offset, need_dx, need_dw);
   }
   const c10::cuda::CUDAGuard device_guard(x.device());
   require_kernel_arch(x.device(), "mix_heads_backward");

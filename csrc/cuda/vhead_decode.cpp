@@ -15,8 +15,9 @@
 // lets layers share the scratch.
 //
 // What the kernel does not cover (float32/float64, d not in {64, 128}, d_v != d, unaligned or
-// unlike-strided caches, too many latent heads for shared memory) runs cuda/decode_aten.cpp,
-// which reads and checks the lengths on the host.
+// unlike-strided caches, too many latent heads for shared memory) runs the device-neutral ATen
+// decode (aten/vhead_decode.h) with its dense attention core; it reads and checks the lengths
+// on the host.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
@@ -25,9 +26,9 @@
 #include <cstdint>
 
 #include "attention_scale.h"
+#include "aten/vhead_decode.h"
 #include "checks.h"
 #include "cuda/cache_checks.h"
-#include "cuda/decode_aten.h"
 #include "cuda/device.h"
 #include "cuda/vhead_decode_params.h"
 #include "kernels/vhead_decode.h"
@@ -92,8 +93,8 @@ std::tuple<at::Tensor, at::Tensor> vhead_decode(
   const auto plan = kernels::plan_vhead_decode(vhead_decode_shape(dims, w_k.has_value()),
                                                props->multiProcessorCount, max_smem);
   if (!kernel_covers(dims, q, k_cache, v_cache, plan, max_smem)) {
-    return vhead_decode_aten(dims, q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table, softmax_scale,
-                             causal, window_left);
+    return aten::vhead_decode(dims, q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table, softmax_scale,
+                              causal, window_left, &aten::attention_dense);
   }
   require_kernel_arch(q.device(), "vhead_decode");
   if (host_range_checks()) {

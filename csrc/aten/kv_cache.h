@@ -6,7 +6,7 @@
 #include <array>
 #include <optional>
 
-namespace headmix::cpu {
+namespace headmix::aten {
 
 // Rows [0, length) of sequence b as a [length, H', d] tensor (a view for a contiguous cache,
 // a gather of its pages for a paged one). Rows >= length are never touched.
@@ -41,4 +41,4 @@ inline std::array<at::Tensor, 2> cache_row_index(const at::Tensor& cache,
   return {pages, rows.remainder(block_size)};
 }
 
-}  // namespace headmix::cpu
+}  // namespace headmix::aten

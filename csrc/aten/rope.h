@@ -1,8 +1,9 @@
 #pragma once
-// GPT-NeoX "rotate-half" RoPE on the host, shared by mix_heads and kv_cache_append.
+// GPT-NeoX "rotate-half" RoPE with ATen ops (any device), shared by mix_heads and
+// kv_cache_append.
 #include <ATen/ATen.h>
 
-namespace headmix::cpu {
+namespace headmix::aten {
 
 // cos/sin rows for the given positions, as `dtype`: [positions.numel(), r/2].
 inline std::pair<at::Tensor, at::Tensor> gather_rope_rows(const at::Tensor& cos,
@@ -33,4 +34,4 @@ inline void rotate_half_(at::Tensor& y, const at::Tensor& cos_rows, const at::Te
   a.copy_(rotated_a);
 }
 
-}  // namespace headmix::cpu
+}  // namespace headmix::aten
