@@ -3,6 +3,9 @@
 Variants:
   causal  flash_attn(causal=True)           vs SDPA(is_causal=True); on CUDA once against each of
                                             SDPA's flash and cuDNN backends (the stronger one counts)
+  gqa     flash_attn(causal=True) with H_kv < H key/value heads
+                                            vs SDPA(is_causal=True, enable_gqa=True); neither
+                                            repeats K/V
   window  flash_attn(window=(W - 1, 0))     vs SDPA with a dense boolean [S, S] mask
   iha     iha_attention (mix -> pseudo-head attention over N*P virtual tokens -> collapse)
           vs the reference-style composite: einsum + RoPE, SDPA with the dense flat-causal
@@ -39,20 +42,24 @@ def band_pairs(seqlen_q, seqlen_k, window_left):
 
 
 def attention_case(*, batch, seqlen, heads, head_dim, window, backward, device, dtype, targets=None,
-                   backend=None):
+                   backend=None, kv_heads=None):
     """window=None: causal; else the last `window` keys of each query, window=(window - 1, 0).
-    backend: the SDPA backend of the baseline (None: PyTorch's choice)."""
+    backend: the SDPA backend of the baseline (None: PyTorch's choice). kv_heads: H_kv of k and
+    v (None: H); fewer than H makes the GQA variant."""
+    kv_heads = kv_heads or heads
     left = -1 if window is None else window - 1
     item = torch.empty((), dtype=dtype).element_size()
-    tensor_bytes = batch * seqlen * heads * head_dim * item
+    head_bytes = batch * seqlen * head_dim * item
     flops = 4 * batch * heads * band_pairs(seqlen, seqlen, left) * head_dim
     # Forward reads q, k, v and writes out; backward reads q, k, v, out, dout, writes dq, dk, dv.
-    traffic, flops = (8 * tensor_bytes, 2.5 * flops) if backward else (4 * tensor_bytes, flops)
+    traffic = (4 * heads + 4 * kv_heads if backward else 2 * heads + 2 * kv_heads) * head_bytes
+    flops = 2.5 * flops if backward else flops
 
     def build():
-        q, k, v = (
-            randn(batch, seqlen, heads, head_dim, device=device, dtype=dtype, requires_grad=backward)
-            for _ in range(3)
+        q = randn(batch, seqlen, heads, head_dim, device=device, dtype=dtype, requires_grad=backward)
+        k, v = (
+            randn(batch, seqlen, kv_heads, head_dim, device=device, dtype=dtype, requires_grad=backward)
+            for _ in range(2)
         )
         mask = None if window is None else allowed_keys(seqlen, seqlen, window_left=left, window_right=0,
                                                         device=device)
@@ -70,8 +77,10 @@ def attention_case(*, batch, seqlen, heads, head_dim, window, backward, device, 
         grad = randn(batch, seqlen, heads, head_dim, device=device, dtype=dtype)
         return grads_of(ours, (q, k, v), grad), grads_of(baseline, (q, k, v), grad)
 
-    variant = ("causal" if window is None else "window") + ("_bwd" if backward else "_fwd")
-    shape = {"B": batch, "S": seqlen, "H": heads, "d": head_dim, "window": window, "sdpa": backend or "auto"}
+    kind = "window" if window is not None else "gqa" if kv_heads != heads else "causal"
+    variant = kind + ("_bwd" if backward else "_fwd")
+    shape = {"B": batch, "S": seqlen, "H": heads, "H_kv": kv_heads, "d": head_dim, "window": window,
+             "sdpa": backend or "auto"}
     return Case("attention", variant, shape, build, traffic, flops, targets or {})
 
 
@@ -134,13 +143,17 @@ def cases(args):
         return acceptance_cases(args)
     common = dict(heads=args.heads, head_dim=args.head_dim, device=args.device, dtype=args.dtype)
     batch = max(1, args.batch_heads // args.heads)
-    # A dense mask rules SDPA's flash backend out, so only the causal cases pin backends.
+    # A dense mask rules SDPA's flash backend out, and not every backend takes enable_gqa, so only
+    # the causal MHA cases pin backends.
     causal_backends = list(SDPA_BACKENDS) if args.device.type == "cuda" else [None]
+    # (window, kv_heads) per variant: causal, gqa (when --kv-heads < --heads), window.
+    variants = [(None, None)] + ([(None, args.kv_heads)] if args.kv_heads < args.heads else []) + [(args.window, None)]
     attention = [
-        attention_case(batch=batch, seqlen=seqlen, window=window, backward=backward, backend=backend, **common)
+        attention_case(batch=batch, seqlen=seqlen, window=window, kv_heads=kv_heads, backward=backward,
+                       backend=backend, **common)
         for seqlen in args.seqlens
-        for window in (None, args.window)
-        for backend in (causal_backends if window is None else [None])
+        for window, kv_heads in variants
+        for backend in (causal_backends if window is None and kv_heads is None else [None])
         for backward in (False, True)
     ]
     iha = [
@@ -159,6 +172,7 @@ def parse_args(argv=None):
                         help="S (default 1024 2048 4096 8192 16384; 1024 with --quick)")
     parser.add_argument("--batch-heads", type=int, help="B*H, B = this // H (default 32; 4 with --quick)")
     parser.add_argument("--heads", type=int, help="H (default 16; 4 with --quick)")
+    parser.add_argument("--kv-heads", type=int, help="H_kv of the gqa variant (default 4; 1 with --quick)")
     parser.add_argument("--head-dim", type=int, help="d (default 128; 64 with --quick)")
     parser.add_argument("--window", type=int, help="keys per query of the window variant (default 512; 128)")
     parser.add_argument("--iha-tokens", type=int, nargs="+", help="IHA N (default 2048 4096 8192; 256 with --quick)")
@@ -167,10 +181,10 @@ def parse_args(argv=None):
     parser.add_argument("--iha-window", type=int, help="IHA window in original tokens (default 512; 32)")
     return cli.parse_args(
         parser, argv,
-        quick=dict(seqlens=[1024], batch_heads=4, heads=4, head_dim=64, window=128, iha_tokens=[256],
+        quick=dict(seqlens=[1024], batch_heads=4, heads=4, kv_heads=1, head_dim=64, window=128, iha_tokens=[256],
                    pseudo=4, iha_window=32),
-        full=dict(seqlens=[1024, 2048, 4096, 8192, 16384], batch_heads=32, heads=16, head_dim=128, window=512,
-                  iha_tokens=[2048, 4096, 8192], pseudo=4, iha_window=512),
+        full=dict(seqlens=[1024, 2048, 4096, 8192, 16384], batch_heads=32, heads=16, kv_heads=4, head_dim=128,
+                  window=512, iha_tokens=[2048, 4096, 8192], pseudo=4, iha_window=512),
     )
 
 

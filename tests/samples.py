@@ -122,6 +122,8 @@ def flash_attn_samples(device, dtype, *, long=True):
                             head_dim=8, causal=True)
     yield flash_attn_sample("GQA 4, causal, S_q > S_k (empty rows)", **common, batch=1, seqlen_q=7, seqlen_k=3, heads=4,
                             kv_heads=1, head_dim=8, causal=True)
+    yield flash_attn_sample("GQA 4, causal, S_q = S_k", **common, batch=2, seqlen_q=6, seqlen_k=6, heads=4, kv_heads=1,
+                            head_dim=8, causal=True)
     yield flash_attn_sample("window left only", **common, batch=1, seqlen_q=9, seqlen_k=9, heads=2, kv_heads=1,
                             head_dim=8, window=(2, -1))
     yield flash_attn_sample("window left+right, S_q < S_k, d_v < d", **common, batch=2, seqlen_q=4, seqlen_k=9, heads=2,

@@ -4,8 +4,11 @@
 // pseudo-sequence costs O(S * window). Work is split over (batch, kv head, query block) in the
 // forward, a GQA group's query heads sharing each GEMM, and over (batch, head) in the backward
 // with at::parallel_for, where a GQA key/value head's gradient is summed over its query heads
-// after the loop so no two tasks write the same memory. The unwindowed, ungrouped forwards
-// that ATen's own CPU flash kernel computes identically go to it.
+// after the loop so no two tasks write the same memory. The unwindowed forwards and backwards
+// that ATen's own CPU flash kernel computes identically go to it, GQA included: it reads a
+// query head's key/value head in place (no repeated K/V) and fuses the scale, max, exp and
+// sum of each score tile into one vectorised pass where the blockwise code below makes one
+// ATen call per step (benchmarks/README.md, "CPU profile").
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -80,13 +83,16 @@ void forward_rows(const KeyBand& band, int64_t i0, int64_t i1, const at::Tensor&
 }
 
 // ATen's CPU flash-attention kernel computes exactly this op when there is no window, the
-// causal mask's top-left alignment equals our bottom-right one (S_q == S_k), heads are not
-// grouped and d_v == d; it returns the same natural-log lse in the same dtype.
+// causal mask's top-left alignment equals our bottom-right one (S_q == S_k) and d_v == d; it
+// indexes a GQA group's shared key/value head itself (H a multiple of H_kv, as
+// check_flash_attn requires) and returns the same natural-log lse in the same dtype. Called
+// directly it trusts its inputs' last dimension to be unit-stride (SDPA's dispatcher checks
+// that before choosing it), which a rebuilt decode head (an einsum's permuted result) is not.
 bool aten_flash_covers(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool causal,
                        int64_t window_left, int64_t window_right) {
   return window_left < 0 && (causal || window_right < 0) && (!causal || q.size(1) == k.size(1)) &&
-         q.size(2) == k.size(2) && v.size(3) == q.size(3) && q.size(0) > 0 && q.size(1) > 0 &&
-         k.size(1) > 0;
+         v.size(3) == q.size(3) && q.size(0) > 0 && q.size(1) > 0 && k.size(1) > 0 &&
+         q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1;
 }
 
 }  // namespace
@@ -147,6 +153,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> flash_attn_bwd(
   const double scale = attention_scale(scale_opt, dims.head_dim);
   const int64_t group = dims.heads / dims.kv_heads;
   const auto acc_type = accumulate_type(q.scalar_type());
+  // ATen's backward has no lse gradient input; with one, the blockwise loop below folds it in.
+  if (!dlse && aten_flash_covers(q, k, v, causal, window_left, window_right) &&
+      dout.stride(3) == 1 && out.stride(3) == 1) {
+    // At 16 bits ATen's GQA dv is 2.4x PyTorch's error at group 4 (the group summed in the
+    // 16-bit type, by all appearances); float32 inputs keep the sum in float32, as the
+    // blockwise loop does.
+    const auto in = [&](const at::Tensor& t) {
+      return (group > 1 ? t.to(acc_type) : t).transpose(1, 2);
+    };
+    auto [dq, dk, dv] = at::_scaled_dot_product_flash_attention_for_cpu_backward(
+        in(dout), in(q), in(k), in(v), in(out), lse, 0.0, causal, std::nullopt, scale);
+    const auto grad = [](const at::Tensor& t, const at::Tensor& like) {
+      return t.transpose(1, 2).to(like.scalar_type()).contiguous();
+    };
+    return {grad(dq, q), grad(dk, k), grad(dv, v)};
+  }
   const auto q_scaled = q.to(acc_type).mul(scale);
   const auto k_acc = k.to(acc_type), v_acc = v.to(acc_type), dout_acc = dout.to(acc_type);
   const auto lse_acc = lse.to(acc_type);

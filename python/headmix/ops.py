@@ -98,6 +98,9 @@ def _flash_attn_setup_context(ctx, inputs, output):
     q, k, v, scale, causal, window_left, window_right = inputs
     out, lse = output
     ctx.save_for_backward(q, k, v, out, lse)
+    # An output that does not reach the loss gets None, not zeros: without an lse gradient the
+    # CPU backward runs ATen's flash kernel, which has no input for one.
+    ctx.set_materialize_grads(False)
     ctx.scale = scale
     ctx.causal = causal
     ctx.window = (window_left, window_right)
