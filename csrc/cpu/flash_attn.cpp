@@ -85,14 +85,16 @@ void forward_rows(const KeyBand& band, int64_t i0, int64_t i1, const at::Tensor&
 // ATen's CPU flash-attention kernel computes exactly this op when there is no window, the
 // causal mask's top-left alignment equals our bottom-right one (S_q == S_k) and d_v == d; it
 // indexes a GQA group's shared key/value head itself (H a multiple of H_kv, as
-// check_flash_attn requires) and returns the same natural-log lse in the same dtype. Called
+// check_flash_attn requires) and returns the same natural-log lse in the same dtype. 16-bit
+// inputs stay on the blockwise loop: there ATen's lse (4x at S = 600) and GQA dv (2.4x at
+// group 4) exceed twice PyTorch's own 16-bit error (benchmarks/README.md, "CPU profile"). Called
 // directly it trusts its inputs' last dimension to be unit-stride (SDPA's dispatcher checks
 // that before choosing it), which a rebuilt decode head (an einsum's permuted result) is not.
 bool aten_flash_covers(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool causal,
                        int64_t window_left, int64_t window_right) {
   return window_left < 0 && (causal || window_right < 0) && (!causal || q.size(1) == k.size(1)) &&
          v.size(3) == q.size(3) && q.size(0) > 0 && q.size(1) > 0 && k.size(1) > 0 &&
-         q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1;
+         q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1 && !at::isReducedFloatingType(q.scalar_type());
 }
 
 }  // namespace
@@ -156,12 +158,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> flash_attn_bwd(
   // ATen's backward has no lse gradient input; with one, the blockwise loop below folds it in.
   if (!dlse && aten_flash_covers(q, k, v, causal, window_left, window_right) &&
       dout.stride(3) == 1 && out.stride(3) == 1) {
-    // At 16 bits ATen's GQA dv is 2.4x PyTorch's error at group 4 (the group summed in the
-    // 16-bit type, by all appearances); float32 inputs keep the sum in float32, as the
-    // blockwise loop does.
-    const auto in = [&](const at::Tensor& t) {
-      return (group > 1 ? t.to(acc_type) : t).transpose(1, 2);
-    };
+    const auto in = [](const at::Tensor& t) { return t.transpose(1, 2); };
     auto [dq, dk, dv] = at::_scaled_dot_product_flash_attention_for_cpu_backward(
         in(dout), in(q), in(k), in(v), in(out), lse, 0.0, causal, std::nullopt, scale);
     const auto grad = [](const at::Tensor& t, const at::Tensor& like) {
