@@ -4,11 +4,11 @@
 // pseudo-sequence costs O(S * window). Work is split over (batch, kv head, query block) in the
 // forward, a GQA group's query heads sharing each GEMM, and over (batch, head) in the backward
 // with at::parallel_for, where a GQA key/value head's gradient is summed over its query heads
-// after the loop so no two tasks write the same memory. The unwindowed forwards and backwards
-// that ATen's own CPU flash kernel computes identically go to it, GQA included: it reads a
-// query head's key/value head in place (no repeated K/V) and fuses the scale, max, exp and
-// sum of each score tile into one vectorised pass where the blockwise code below makes one
-// ATen call per step (benchmarks/README.md, "CPU profile").
+// after the loop so no two tasks write the same memory. The unwindowed float32/float64
+// forwards and backwards that ATen's own CPU flash kernel computes identically go to it, GQA
+// included: it reads a query head's key/value head in place (no repeated K/V) and fuses the
+// scale, max, exp and sum of each score tile into one vectorised pass where the blockwise code
+// below makes one ATen call per step (benchmarks/README.md, "CPU profile").
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
