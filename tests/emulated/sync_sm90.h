@@ -93,6 +93,22 @@ inline void mbarrier_complete_tx(const void* bar, uint32_t bytes) {
 
 inline bool mbarrier_phase_done(const MBarrier& m, uint32_t parity) { return (m.phase & 1u) != (parity & 1u); }
 
+// Suspends the calling thread until `gate` moves on; `note` says what it waits for if it never does.
+inline void block_on(Barrier& gate, std::string note) {
+  Fiber* f = rt().current;
+  f->blocked_on = std::move(note);
+  f->waiting = &gate;
+  f->waiting_generation = gate.generation;
+  yield();
+  f->waiting = nullptr;
+  f->blocked_on.clear();
+}
+
+inline std::string parity_note(const char* verb, const void* bar, const MBarrier& m, uint32_t parity) {
+  return std::string(" ") + verb + " for parity " + std::to_string(parity & 1u) + " of the " +
+         describe(mbarrier_offset(bar), m);
+}
+
 inline bool mbarrier_test_wait(const void* bar, uint32_t parity) {
   const bool done = mbarrier_phase_done(initialised_mbarrier(bar, "test_wait"), parity);
   if (!done) yield();  // a spin on test_wait must let the others run (and be seen if it never ends)
@@ -101,35 +117,22 @@ inline bool mbarrier_test_wait(const void* bar, uint32_t parity) {
 
 inline void mbarrier_wait(const void* bar, uint32_t parity) {
   MBarrier& m = initialised_mbarrier(bar, "wait");
-  Fiber* f = rt().current;
-  while (!mbarrier_phase_done(m, parity)) {
-    f->blocked_on = " waits for parity " + std::to_string(parity & 1u) + " of the " +
-                    describe(mbarrier_offset(bar), m);
-    f->waiting = &m.gate;
-    f->waiting_generation = m.gate.generation;
-    yield();
-  }
-  f->waiting = nullptr;
-  f->blocked_on.clear();
+  while (!mbarrier_phase_done(m, parity)) block_on(m.gate, parity_note("waits", bar, m, parity));
 }
 
 // try_wait may suspend for a while before it answers: here, until the barrier moves on.
 inline bool mbarrier_try_wait(const void* bar, uint32_t parity) {
   MBarrier& m = initialised_mbarrier(bar, "try_wait");
   if (mbarrier_phase_done(m, parity)) return true;
-  Fiber* f = rt().current;
-  f->blocked_on = " try_waits for parity " + std::to_string(parity & 1u) + " of the " +
-                  describe(mbarrier_offset(bar), m);
-  f->waiting = &m.gate;
-  f->waiting_generation = m.gate.generation;
-  yield();
-  f->waiting = nullptr;
-  f->blocked_on.clear();
+  block_on(m.gate, parity_note("try_waits", bar, m, parity));
   return mbarrier_phase_done(m, parity);
 }
 
 inline NamedBarrier& named_barrier(uint32_t id, uint32_t threads, const char* what) {
-  if (id == 0 || id >= 16) fail(std::string(what) + " on named barrier " + std::to_string(id) + " (1 .. 15; 0 is __syncthreads) (" + where() + ")");
+  if (id == 0 || id >= 16) {
+    fail(std::string(what) + " on named barrier " + std::to_string(id) + " (1 .. 15; 0 is __syncthreads) (" +
+         where() + ")");
+  }
   if (threads == 0 || threads % 32 || int(threads) > rt().threads) {
     fail(std::string(what) + " with " + std::to_string(threads) + " threads: a multiple of 32 up to the block's " +
          std::to_string(rt().threads) + " (" + where() + ")");
@@ -159,13 +162,9 @@ inline void named_barrier_sync(uint32_t id, uint32_t threads) {
   NamedBarrier& b = named_barrier(id, threads, "bar.sync");
   const uint64_t generation = b.gate.generation;
   if (named_barrier_arrive_one(b)) return;
-  Fiber* f = rt().current;
-  f->blocked_on = " waits at named barrier " + std::to_string(id) + " for " + std::to_string(threads) + " threads";
-  f->waiting = &b.gate;
-  f->waiting_generation = generation;
-  while (b.gate.generation == generation) yield();
-  f->waiting = nullptr;
-  f->blocked_on.clear();
+  while (b.gate.generation == generation) {
+    block_on(b.gate, " waits at named barrier " + std::to_string(id) + " for " + std::to_string(threads) + " threads");
+  }
 }
 
 // elect.sync with a full mask: every lane of the warp takes part; lane 0 is elected.
