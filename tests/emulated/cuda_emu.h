@@ -12,10 +12,14 @@
 //   is aligned to its size;
 // - shared memory starts NaN-filled (0xff bytes) for every CTA; an emulated read of a 4-byte
 //   word that nothing wrote is reported;
-// - races: per shared-memory byte the emulator keeps the last writer and the readers with the
-//   barrier epoch of the access (__syncthreads epochs; __syncwarp epochs inside a warp). A write
-//   and another thread's read or write of the same byte with no barrier between them is
-//   reported, as is any access to the destination of a cp.async that is still in flight;
+// - races: every thread carries a vector clock (the DJIT+/FastTrack happens-before relation),
+//   joined where the PTX ISA orders memory between threads: __syncthreads, __syncwarp, named
+//   barriers (bar.arrive releases, bar.sync releases and acquires) and mbarriers (an arrive
+//   releases into the phase, a wait that sees the phase complete acquires it; sync_sm90.h).
+//   Per shared-memory byte the emulator keeps the last writer and the readers since, each with
+//   its own clock at the access. A write and another thread's read or write of the same byte
+//   that no chain of barriers orders is reported, as is any access to the destination of a
+//   cp.async that is still in flight;
 // - deadlock: when every live thread waits, the error names each warp's wait;
 // - schedules: threads run in increasing or decreasing order, and cp.async data lands when the
 //   copy is issued or as late as legally possible (at the wait that retires its group), so an
@@ -37,6 +41,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -66,10 +71,24 @@ struct Schedule {
   bool early_cp_async = false;   // cp.async data lands at issue instead of at its wait
 };
 
+// A vector clock: per thread of the CTA, the last of its accesses that is ordered before.
+using Clock = std::vector<uint32_t>;
+
+// What a barrier that orders memory passes on: the join of the clocks released into the
+// current generation (or phase), and that of the last completed one, which waiters acquire.
+struct SyncClock {
+  Clock accumulated, published;
+  void publish() {
+    published.swap(accumulated);
+    accumulated.clear();
+  }
+};
+
 struct Barrier {
   int expected = 0, arrived = 0;
   uint64_t generation = 0;
   const char* name = "";
+  SyncClock clock;  // used by __syncthreads and __syncwarp, not by the other warp collectives
 };
 
 struct Copy16 {
@@ -99,12 +118,14 @@ struct MBarrier {
   uint32_t expected = 0, pending = 0, phase = 0;
   int64_t tx = 0;
   Barrier gate;  // its generation advances with the phase, to wake the waiting fibers
+  Clock accumulated;            // arrivals (and transaction sources) of the current phase
+  std::array<Clock, 2> completed;  // by parity: the join of the last completed phase of that parity
 };
 
 // One of the 16 named barriers (bar.sync / bar.arrive with an id and a thread count).
 struct NamedBarrier {
   int expected = 0, arrived = 0;  // expected 0: idle
-  Barrier gate;
+  Barrier gate;                   // its clock: bar.arrive and bar.sync release, bar.sync acquires
 };
 
 // A global buffer the kernels may touch.
@@ -115,13 +136,18 @@ struct Region {
   bool writable;
 };
 
-// Per byte of shared memory: who wrote and read it last, in which epochs.
+// One access to a shared byte: the thread and its own clock at the time.
+struct Access {
+  int32_t thread = -1;  // -1: none
+  uint32_t clock = 0;
+};
+
+// Per byte of shared memory: the last write and the reads since that no later read covers.
 struct ByteState {
-  int32_t writer = -1;          // thread, -1: none this CTA
-  uint32_t write_epoch = 0, write_warp_epoch = 0;
-  int32_t reader = -1;          // thread, -1: none, -2: several threads
-  int32_t reader_warp = -1;     // warp of the readers, -2: several warps
-  uint32_t read_epoch = 0, read_warp_epoch = 0;
+  static constexpr int kReaders = 4;
+  Access writer;
+  std::array<Access, kReaders> readers;
+  int32_t more_readers = -1;    // beyond kReaders: index of a clock of all reads in Runtime::read_sets
   int32_t in_flight = -1;       // thread whose cp.async will write it, -1: none
   bool written = false;         // by an emulated write
 };
@@ -135,8 +161,8 @@ struct Runtime {
   jmp_buf scheduler{};
   Barrier cta;
   std::vector<Barrier> warps;                  // for warp collectives
-  std::vector<uint32_t> warp_sync_epochs;      // __syncwarp generations, per warp
-  uint32_t cta_epoch = 0;                      // __syncthreads generations
+  std::vector<Clock> clocks;                   // per thread
+  std::vector<Clock> read_sets;                // per CTA: reads of bytes with more than kReaders readers
   std::vector<std::array<uint64_t, 8>> slots;  // per thread
   uint64_t progress = 0;                       // barrier phases completed and threads finished
   uint3 block_idx{}, block_dim{}, grid_dim{};
@@ -167,20 +193,51 @@ inline void yield() {
   if (!_setjmp(rt().current->context)) _longjmp(rt().scheduler, 1);
 }
 
+inline void complete_generation(Barrier& b) {
+  b.arrived = 0;
+  ++b.generation;
+  ++rt().progress;
+  b.clock.publish();
+}
+
 inline void barrier_wait(Barrier& b) {
   Fiber* f = rt().current;
   const uint64_t generation = b.generation;
-  if (++b.arrived == b.expected) {
-    b.arrived = 0;
-    ++b.generation;
-    ++rt().progress;
-    if (&b == &rt().cta) ++rt().cta_epoch;
-    return;
-  }
+  if (++b.arrived == b.expected) return complete_generation(b);
   f->waiting = &b;
   f->waiting_generation = generation;
   while (b.generation == generation) yield();
   f->waiting = nullptr;
+}
+
+// ---- happens-before
+
+inline Clock& my_clock() { return rt().clocks[thread_id()]; }
+
+inline void join(Clock& into, const Clock& from) {
+  if (into.size() < from.size()) into.resize(from.size(), 0);
+  for (size_t t = 0; t < from.size(); ++t) into[t] = std::max(into[t], from[t]);
+}
+
+// Everything this thread did so far is ordered before whoever acquires `into`; what it does
+// next is not (its own entry moves on).
+inline void release(Clock& into) {
+  join(into, my_clock());
+  ++my_clock()[thread_id()];
+}
+
+inline void acquire(const Clock& from) { join(my_clock(), from); }
+
+// Whether the current thread's accesses from now on are ordered after `a`.
+inline bool ordered_after(const Access& a) {
+  return a.thread == thread_id() || rt().clocks[thread_id()][a.thread] >= a.clock;
+}
+
+// A barrier all its threads wait at (__syncthreads, __syncwarp): release, meet, acquire.
+inline void ordering_barrier_wait(Barrier& b) {
+  release(b.clock.accumulated);
+  barrier_wait(b);
+  acquire(b.clock.published);
 }
 
 inline std::array<uint64_t, 8>& my_slot() { return rt().slots[thread_id()]; }
@@ -206,11 +263,7 @@ inline void fiber_main() {
   ++rt().progress;
   // An exited thread no longer counts at __syncthreads (as on the hardware).
   Barrier& cta = rt().cta;
-  if (--cta.expected > 0 && cta.arrived == cta.expected) {
-    cta.arrived = 0;
-    ++cta.generation;
-    ++rt().cta_epoch;
-  }
+  if (--cta.expected > 0 && cta.arrived == cta.expected) complete_generation(cta);
   _longjmp(rt().scheduler, 1);
 }
 
@@ -245,8 +298,12 @@ inline void run_cta(uint3 block_idx, int threads) {
   r.threads = threads;
   r.cta = Barrier{threads, 0, 0, "__syncthreads"};
   r.warps.assign((threads + 31) / 32, Barrier{32, 0, 0, "warp"});
-  r.warp_sync_epochs.assign(r.warps.size(), 0);
-  r.cta_epoch = 0;
+  r.clocks.resize(threads);
+  for (int t = 0; t < threads; ++t) {
+    r.clocks[t].assign(threads, 0);
+    r.clocks[t][t] = 1;  // accesses carry clock >= 1, so a zero entry orders nothing
+  }
+  r.read_sets.clear();
   r.slots.assign(threads, {});
   r.mbarriers.clear();
   r.named_barriers = {};
@@ -343,18 +400,54 @@ inline void check_global(const void* p, size_t bytes, bool write, const char* wh
   fail(std::string(what) + " of " + std::to_string(bytes) + " bytes outside every global buffer (" + where() + ")");
 }
 
-inline bool ordered_after(int32_t thread, uint32_t epoch, int32_t warp, uint32_t warp_epoch) {
-  const Runtime& r = rt();
-  const int me = thread_id();
-  if (thread == me) return true;
-  if (r.cta_epoch > epoch) return true;
-  return warp == me / 32 && r.warp_sync_epochs[me / 32] > warp_epoch;
-}
-
 [[noreturn]] inline void race(const char* what, size_t offset, const char* other, int32_t thread) {
   fail(std::string("shared-memory race: ") + what + " at shared offset " + std::to_string(offset) + " by " + where() +
        " and " + other + (thread >= 0 ? " by thread " + std::to_string(thread) : std::string(" by several threads")) +
        " with no barrier between them");
+}
+
+inline Access this_access() { return Access{thread_id(), my_clock()[thread_id()]}; }
+
+// Records a read in the byte's read set, dropping the reads this one is ordered after (a write
+// ordered after this read is then ordered after them too).
+inline void record_read(ByteState& s) {
+  Runtime& r = rt();
+  const Access me = this_access();
+  if (s.more_readers >= 0) {
+    Clock& reads = r.read_sets[s.more_readers];
+    reads[me.thread] = std::max(reads[me.thread], me.clock);
+    return;
+  }
+  int kept = 0;
+  for (const Access& a : s.readers) {
+    if (a.thread >= 0 && !ordered_after(a)) s.readers[kept++] = a;
+  }
+  if (kept < ByteState::kReaders) {
+    s.readers[kept++] = me;
+    for (int i = kept; i < ByteState::kReaders; ++i) s.readers[i] = Access{};
+    return;
+  }
+  // Many unordered readers (a value every thread reads): keep them all as one clock.
+  Clock reads(r.threads, 0);
+  for (const Access& a : s.readers) reads[a.thread] = a.clock;
+  reads[me.thread] = me.clock;
+  s.readers.fill(Access{});
+  s.more_readers = int32_t(r.read_sets.size());
+  r.read_sets.push_back(std::move(reads));
+}
+
+// The first read of the byte's read set that the current thread is not ordered after, if any.
+inline std::optional<int32_t> unordered_reader(const ByteState& s) {
+  for (const Access& a : s.readers) {
+    if (a.thread >= 0 && !ordered_after(a)) return a.thread;
+  }
+  if (s.more_readers >= 0) {
+    const Clock& reads = rt().read_sets[s.more_readers];
+    for (int32_t t = 0; t < int32_t(reads.size()); ++t) {
+      if (reads[t] != 0 && !ordered_after(Access{t, reads[t]})) return t;
+    }
+  }
+  return std::nullopt;
 }
 
 // An emulated read of `bytes` shared bytes: in bounds, written, and ordered after their writer.
@@ -368,19 +461,8 @@ inline void shared_read(const void* p, size_t bytes, const char* what) {
       if (s.in_flight == me) fail(std::string(what) + " reads the destination of its own cp.async before the wait (" + where() + ")");
       race(what, i, "a cp.async still in flight", s.in_flight);
     }
-    if (s.writer >= 0 && !ordered_after(s.writer, s.write_epoch, s.writer / 32, s.write_warp_epoch)) {
-      race(what, i, "a write", s.writer);
-    }
-    if (s.reader == -1 || s.read_epoch != r.cta_epoch) {
-      s.reader = me;
-      s.reader_warp = me / 32;
-      s.read_epoch = r.cta_epoch;
-      s.read_warp_epoch = r.warp_sync_epochs[me / 32];
-    } else if (s.reader != me) {
-      s.reader = -2;
-      if (s.reader_warp != me / 32) s.reader_warp = -2;
-      s.read_warp_epoch = std::min(s.read_warp_epoch, r.warp_sync_epochs[me / 32]);
-    }
+    if (s.writer.thread >= 0 && !ordered_after(s.writer)) race(what, i, "a write", s.writer.thread);
+    record_read(s);
   }
   // Never written: every byte of a whole 4-byte word still holds the 0xff fill.
   for (size_t word = offset / 4 * 4; word < offset + bytes; word += 4) {
@@ -398,16 +480,11 @@ inline void shared_write(const void* p, size_t bytes, const char* what, bool fro
   for (size_t i = offset; i < offset + bytes; ++i) {
     ByteState& s = r.shadow[i];
     if (s.in_flight >= 0 && !(from_cp_async && s.in_flight == me)) race(what, i, "a cp.async still in flight", s.in_flight);
-    if (s.writer >= 0 && !ordered_after(s.writer, s.write_epoch, s.writer / 32, s.write_warp_epoch)) {
-      race(what, i, "a write", s.writer);
-    }
-    if (s.reader != -1 && s.read_epoch == r.cta_epoch &&
-        !ordered_after(s.reader, s.read_epoch, s.reader_warp, s.read_warp_epoch)) {
-      race(what, i, "a read", s.reader);
-    }
-    s.writer = me;
-    s.write_epoch = r.cta_epoch;
-    s.write_warp_epoch = r.warp_sync_epochs[me / 32];
+    if (s.writer.thread >= 0 && !ordered_after(s.writer)) race(what, i, "a write", s.writer.thread);
+    if (const auto reader = unordered_reader(s)) race(what, i, "a read", *reader);
+    s.writer = this_access();
+    s.readers.fill(Access{});
+    s.more_readers = -1;
     s.written = true;
   }
 }
@@ -596,19 +673,11 @@ inline int __any_sync(unsigned, int predicate) {
   });
   return any;
 }
-inline void __syncwarp(unsigned = 0xffffffffu) {
-  emu::Barrier& warp = emu::rt().warps[emu::warp_id()];
-  const uint64_t generation = warp.generation;
-  emu::barrier_wait(warp);
-  // The last lane to arrive opens the new __syncwarp epoch for the whole warp.
-  if (warp.generation == generation + 1 && warp.arrived == 0) {
-    emu::rt().warp_sync_epochs[emu::warp_id()] = uint32_t(warp.generation);
-  }
-}
-inline void __syncthreads() { emu::barrier_wait(emu::rt().cta); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::ordering_barrier_wait(emu::rt().warps[emu::warp_id()]); }
+inline void __syncthreads() { emu::ordering_barrier_wait(emu::rt().cta); }
 inline int __syncthreads_or(int predicate) {
   emu::my_slot()[1] = predicate != 0;
-  emu::barrier_wait(emu::rt().cta);
+  emu::ordering_barrier_wait(emu::rt().cta);
   int any = 0;
   for (int t = 0; t < emu::rt().threads; ++t) any |= !emu::rt().fibers[t]->done && int(emu::rt().slots[t][1]);
   emu::barrier_wait(emu::rt().cta);

@@ -1,6 +1,8 @@
 // The emulated Hopper synchronisation (sync_sm90.h) under code nobody here wrote first:
 // CUTLASS's own PipelineAsync moving tiles from a producer warp to two consumer warps through
-// a 2-stage ring of mbarriers, plus tiny kernels that each plant one protocol bug.
+// a 2-stage ring of mbarriers, plus tiny kernels that each plant one protocol bug. The tiles go
+// through shared memory with instrumented accesses, so the race check sees what the barriers
+// order and what they do not.
 #include "harness.h"
 
 #include <cutlass/arch/barrier.h>
@@ -20,6 +22,10 @@ enum Scenario {
   kNamedCountMismatch,  // warps at one named barrier with different thread counts
   kNamedMissingWarp,    // a named barrier for 96 threads that only 64 reach
   kNamedBarrier,        // warps 1-2 meet at a named barrier of 64 threads; warp 0 does not take part
+  kReadBeforeWait,      // the pipeline, with the consumers reading a stage before waiting for it
+  kReleaseBeforeRead,   // the pipeline, with the consumers releasing a stage before reading it
+  kNamedBarrierShared,  // thread 32 writes shared memory, warps 1-2 meet at a named barrier, all read
+  kNamedBarrierBypass,  // the same with the write by thread 0, which the named barrier does not order
 };
 
 struct Params {
@@ -37,6 +43,16 @@ struct SharedStorage {
   alignas(8) uint64_t spare;  // an mbarrier for the planted misuses
 };
 
+// Shared-memory accesses the emulator checks (plain C++ ones it cannot see).
+void store(float& to, float value) {
+  emu::emulated_write(&to, sizeof(float), "stage store");
+  to = value;
+}
+float load(const float& from) {
+  emu::emulated_read(&from, sizeof(float), "stage load");
+  return from;
+}
+
 void pipeline_kernel(const Params p) {
   auto& smem = *reinterpret_cast<SharedStorage*>(emu::rt().smem);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -51,8 +67,8 @@ void pipeline_kernel(const Params p) {
     auto state = cutlass::make_producer_start_state<Pipeline>();
     for (int t = 0; t < p.tiles; ++t, ++state) {
       pipeline.producer_acquire(state);
-      for (int c = lane; c < kTile; c += 32) smem.stage[state.index()][c] = p.in[t * kTile + c];
-      __syncwarp();
+      for (int c = lane; c < kTile; c += 32) store(smem.stage[state.index()][c], p.in[t * kTile + c]);
+      __syncwarp();  // orders every lane's stores before lane 0's commit
       if (lane == 0) pipeline.producer_commit(state);
     }
     return;
@@ -63,9 +79,13 @@ void pipeline_kernel(const Params p) {
   for (int t = 0; t < p.tiles; ++t, ++state) {
     auto wait_state = state;
     if (p.scenario == kWrongParity) wait_state = Pipeline::PipelineState(state.index(), state.phase() ^ 1, state.count());
+    float value = 0.f;
+    if (p.scenario == kReadBeforeWait) value = load(smem.stage[state.index()][c]);
     pipeline.consumer_wait(wait_state);
-    sum += float(t + 1) * smem.stage[state.index()][c];
-    if (p.scenario != kNoRelease) pipeline.consumer_release(state);
+    if (p.scenario == kReleaseBeforeRead) pipeline.consumer_release(state);
+    if (p.scenario != kReadBeforeWait) value = load(smem.stage[state.index()][c]);
+    sum += float(t + 1) * value;
+    if (p.scenario != kNoRelease && p.scenario != kReleaseBeforeRead) pipeline.consumer_release(state);
   }
   p.out[c] = sum;
 }
@@ -104,6 +124,16 @@ void misuse_kernel(const Params p) {
         p.out[threadIdx.x - 32] = p.out[0];  // every consumer sees thread 32's store
       }
       break;
+    case kNamedBarrierShared:
+    case kNamedBarrierBypass: {
+      const int writer = p.scenario == kNamedBarrierShared ? 32 : 0;
+      if (threadIdx.x == writer) store(smem.stage[0][0], 1.f);
+      if (warp > 0) {
+        cutlass::arch::NamedBarrier::sync(kConsumers, 1);
+        p.out[threadIdx.x - 32] = load(smem.stage[0][0]);
+      }
+      break;
+    }
   }
 }
 
@@ -118,7 +148,8 @@ at::Tensor sync_sm90_scenario(int64_t scenario, const at::Tensor& in) {
   auto out = at::zeros({kTile}, in.options());
   harness::use_buffers({{"in", in, false}, {"out", out, true}});
   const Params p{in.data_ptr<float>(), out.data_ptr<float>(), int(in.size(0)), int(scenario)};
-  const bool pipeline = scenario == kPipeline || scenario == kWrongParity || scenario == kNoRelease;
+  const bool pipeline = scenario == kPipeline || scenario == kWrongParity || scenario == kNoRelease ||
+                        scenario == kReadBeforeWait || scenario == kReleaseBeforeRead;
   emu::launch(dim3(1), dim3(96), sizeof(SharedStorage), [&] { pipeline ? pipeline_kernel(p) : misuse_kernel(p); });
   return out;
 }

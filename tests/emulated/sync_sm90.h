@@ -10,8 +10,10 @@
 // Reported: use before init, a second init, arrival counts and transaction bytes that cannot
 // match, thread counts that disagree at one named barrier, and (as deadlocks) every wait that
 // can never complete, naming the barrier, the parity awaited and what it still expects.
-// Not yet: the race check orders shared-memory accesses only by __syncthreads / __syncwarp,
-// so instrumented accesses ordered by these barriers alone are not yet understood.
+// Memory order (the race check's vector clocks, cuda_emu.h): an mbarrier arrive releases into
+// the current phase, as does a complete_tx with the clock of the copy's issuer; a wait that
+// finds the phase of its parity complete acquires that phase. bar.arrive releases; bar.sync
+// releases and, once the barrier completes, acquires what every arrival released.
 #include <cstdint>
 #include <string>
 
@@ -43,6 +45,8 @@ inline MBarrier& initialised_mbarrier(const void* bar, const char* what) {
 
 inline void complete_phase_if_done(MBarrier& m) {
   if (m.pending != 0 || m.tx != 0) return;
+  m.completed[m.phase & 1u].swap(m.accumulated);
+  m.accumulated.clear();
   ++m.phase;
   m.pending = m.expected;
   ++m.gate.generation;
@@ -76,12 +80,20 @@ inline void mbarrier_arrive(const void* bar) {
     fail("arrive on the " + describe(mbarrier_offset(bar), m) +
          ": every expected arrival of this phase has happened and it waits for its bytes (" + where() + ")");
   }
+  release(m.accumulated);
   --m.pending;
   complete_phase_if_done(m);
 }
 
-inline void mbarrier_complete_tx(const void* bar, uint32_t bytes) {
+// `source`: the clock of the thread whose asynchronous copy wrote the bytes, as of its issue;
+// waiters of the phase are ordered after that copy. Null: the calling thread's own clock.
+inline void mbarrier_complete_tx(const void* bar, uint32_t bytes, const Clock* source = nullptr) {
   MBarrier& m = initialised_mbarrier(bar, "complete_tx");
+  if (source) {
+    join(m.accumulated, *source);
+  } else {
+    release(m.accumulated);
+  }
   m.tx -= bytes;
   // With every arrival in, no expect_tx can come to balance a negative count this phase.
   if (m.pending == 0 && m.tx < 0) {
@@ -92,6 +104,12 @@ inline void mbarrier_complete_tx(const void* bar, uint32_t bytes) {
 }
 
 inline bool mbarrier_phase_done(const MBarrier& m, uint32_t parity) { return (m.phase & 1u) != (parity & 1u); }
+
+// A wait that found the phase of `parity` complete: ordered after everything released into it.
+inline bool acquire_phase(const MBarrier& m, uint32_t parity) {
+  acquire(m.completed[parity & 1u]);
+  return true;
+}
 
 // Suspends the calling thread until `gate` moves on; `note` says what it waits for if it never does.
 inline void block_on(Barrier& gate, std::string note) {
@@ -110,22 +128,24 @@ inline std::string parity_note(const char* verb, const void* bar, const MBarrier
 }
 
 inline bool mbarrier_test_wait(const void* bar, uint32_t parity) {
-  const bool done = mbarrier_phase_done(initialised_mbarrier(bar, "test_wait"), parity);
-  if (!done) yield();  // a spin on test_wait must let the others run (and be seen if it never ends)
-  return done;
+  const MBarrier& m = initialised_mbarrier(bar, "test_wait");
+  if (mbarrier_phase_done(m, parity)) return acquire_phase(m, parity);
+  yield();  // a spin on test_wait must let the others run (and be seen if it never ends)
+  return false;
 }
 
 inline void mbarrier_wait(const void* bar, uint32_t parity) {
   MBarrier& m = initialised_mbarrier(bar, "wait");
   while (!mbarrier_phase_done(m, parity)) block_on(m.gate, parity_note("waits", bar, m, parity));
+  acquire_phase(m, parity);
 }
 
 // try_wait may suspend for a while before it answers: here, until the barrier moves on.
 inline bool mbarrier_try_wait(const void* bar, uint32_t parity) {
   MBarrier& m = initialised_mbarrier(bar, "try_wait");
-  if (mbarrier_phase_done(m, parity)) return true;
+  if (mbarrier_phase_done(m, parity)) return acquire_phase(m, parity);
   block_on(m.gate, parity_note("try_waits", bar, m, parity));
-  return mbarrier_phase_done(m, parity);
+  return mbarrier_phase_done(m, parity) && acquire_phase(m, parity);
 }
 
 inline NamedBarrier& named_barrier(uint32_t id, uint32_t threads, const char* what) {
@@ -147,10 +167,12 @@ inline NamedBarrier& named_barrier(uint32_t id, uint32_t threads, const char* wh
 }
 
 inline bool named_barrier_arrive_one(NamedBarrier& b) {
+  release(b.gate.clock.accumulated);
   if (++b.arrived < b.expected) return false;
   b.arrived = b.expected = 0;
   ++b.gate.generation;
   ++rt().progress;
+  b.gate.clock.publish();
   return true;
 }
 
@@ -161,10 +183,12 @@ inline void named_barrier_arrive(uint32_t id, uint32_t threads) {
 inline void named_barrier_sync(uint32_t id, uint32_t threads) {
   NamedBarrier& b = named_barrier(id, threads, "bar.sync");
   const uint64_t generation = b.gate.generation;
-  if (named_barrier_arrive_one(b)) return;
-  while (b.gate.generation == generation) {
-    block_on(b.gate, " waits at named barrier " + std::to_string(id) + " for " + std::to_string(threads) + " threads");
+  if (!named_barrier_arrive_one(b)) {
+    while (b.gate.generation == generation) {
+      block_on(b.gate, " waits at named barrier " + std::to_string(id) + " for " + std::to_string(threads) + " threads");
+    }
   }
+  acquire(b.gate.clock.published);
 }
 
 // elect.sync with a full mask: every lane of the warp takes part; lane 0 is elected.
