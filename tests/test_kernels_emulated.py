@@ -422,6 +422,7 @@ SYNC_RACES = {
         r"barrier|stage load reads shared offset \d+, which no thread wrote)",
 }
 NAMED_BARRIER_SHARED = 11
+PROXY_FENCED, PROXY_UNFENCED, PROXY_FENCE_TOO_EARLY = 13, 14, 15
 
 
 @pytest.mark.parametrize("scenario", SYNC_RACES)
@@ -440,3 +441,18 @@ def test_named_barrier_orders_shared_memory(emulated):
     __syncthreads), and the pipeline test above passes with its tiles checked the same way."""
     (out,) = under_every_schedule(emulated, lambda: (emulated.sync_sm90(NAMED_BARRIER_SHARED, torch.randn(1, 64)),))
     assert torch.equal(out, torch.ones(64))
+
+
+def test_async_proxy_read_after_fenced_plain_writes_passes(emulated):
+    """Plain stores, fence.proxy.async, a named barrier, then an async-proxy read (as a TMA
+    store of an epilogue tile): the order the sm90 kernels use."""
+    data = torch.randn(1, 64)
+    (out,) = under_every_schedule(emulated, lambda: (emulated.sync_sm90(PROXY_FENCED, data),))
+    assert torch.equal(out, data[0])
+
+
+@pytest.mark.parametrize("scenario", [PROXY_UNFENCED, PROXY_FENCE_TOO_EARLY])
+def test_async_proxy_read_without_fence_is_reported(emulated, scenario):
+    with pytest.raises(RuntimeError, match=r"TMA store source reads shared offset \d+ through the async proxy after a "
+                                           r"plain write by thread \d+ with no fence.proxy.async between"):
+        emulated.sync_sm90(scenario, torch.randn(1, 64))

@@ -150,6 +150,7 @@ struct ByteState {
   int32_t more_readers = -1;    // beyond kReaders: index of a clock of all reads in Runtime::read_sets
   int32_t in_flight = -1;       // thread whose cp.async will write it, -1: none
   bool written = false;         // by an emulated write
+  bool async_write = false;     // the last write came through the async proxy (async_proxy_sm90.h)
 };
 
 constexpr size_t kStackBytes = 256 << 10;
@@ -163,6 +164,7 @@ struct Runtime {
   std::vector<Barrier> warps;                  // for warp collectives
   std::vector<Clock> clocks;                   // per thread
   std::vector<Clock> read_sets;                // per CTA: reads of bytes with more than kReaders readers
+  std::vector<std::vector<uint32_t>> proxy_fences;  // per thread: its clock at each fence.proxy.async
   std::vector<std::array<uint64_t, 8>> slots;  // per thread
   uint64_t progress = 0;                       // barrier phases completed and threads finished
   uint3 block_idx{}, block_dim{}, grid_dim{};
@@ -304,6 +306,7 @@ inline void run_cta(uint3 block_idx, int threads) {
     r.clocks[t][t] = 1;  // accesses carry clock >= 1, so a zero entry orders nothing
   }
   r.read_sets.clear();
+  r.proxy_fences.assign(threads, {});
   r.slots.assign(threads, {});
   r.mbarriers.clear();
   r.named_barriers = {};
@@ -486,6 +489,7 @@ inline void shared_write(const void* p, size_t bytes, const char* what, bool fro
     s.readers.fill(Access{});
     s.more_readers = -1;
     s.written = true;
+    s.async_write = false;
   }
 }
 

@@ -26,6 +26,9 @@ enum Scenario {
   kReleaseBeforeRead,   // the pipeline, with the consumers releasing a stage before reading it
   kNamedBarrierShared,  // thread 32 writes shared memory, warps 1-2 meet at a named barrier, all read
   kNamedBarrierBypass,  // the same with the write by thread 0, which the named barrier does not order
+  kProxyFenced,         // warps 1-2 store a tile, fence.proxy.async, named barrier, an async-proxy read
+  kProxyUnfenced,       // the same without the fence
+  kProxyFenceTooEarly,  // the same with the fence before the stores
 };
 
 struct Params {
@@ -134,6 +137,21 @@ void misuse_kernel(const Params p) {
       }
       break;
     }
+    case kProxyFenced:
+    case kProxyUnfenced:
+    case kProxyFenceTooEarly:
+      if (warp > 0) {
+        const int c = threadIdx.x - 32;
+        if (p.scenario == kProxyFenceTooEarly) cutlass::arch::fence_view_async_shared();
+        store(smem.stage[0][c], p.in[c]);
+        if (p.scenario == kProxyFenced) cutlass::arch::fence_view_async_shared();
+        cutlass::arch::NamedBarrier::sync(kConsumers, 1);
+        if (c == 0) {  // stands in for a TMA store of the tile, which reads through the async proxy
+          emu::async_proxy_read(smem.stage[0], sizeof(smem.stage[0]), "TMA store source");
+          for (int i = 0; i < kTile; ++i) p.out[i] = smem.stage[0][i];
+        }
+      }
+      break;
   }
 }
 

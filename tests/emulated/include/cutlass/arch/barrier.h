@@ -4,6 +4,7 @@
 // their own member functions, executing sync_sm90.h. CUTLASS's pipelines (PipelineAsync,
 // PipelineTmaAsync) and the kernels bind to them unchanged. Clusters are one CTA.
 #include "cute_atoms.h"
+#include "async_proxy_sm90.h"
 #include "sync_sm90.h"
 
 #define ClusterBarrier ClusterBarrier_on_gpu
@@ -111,9 +112,10 @@ class NamedBarrier {
   uint32_t num_threads_, id_;
 };
 
-// fence.mbarrier_init and fence.proxy.async order memory between proxies and CTAs of a
-// cluster; the emulator runs one CTA with one proxy, so they have nothing to order (yet).
+// fence.mbarrier_init orders the inits before other CTAs of the cluster use the barriers; the
+// emulator runs one-CTA clusters, where it has nothing to order. fence.proxy.async makes this
+// thread's plain shared-memory writes visible to the async proxy (async_proxy_sm90.h).
 inline void fence_barrier_init() {}
-inline void fence_view_async_shared() {}
+inline void fence_view_async_shared() { emu::fence_proxy_async(); }
 
 }  // namespace cutlass::arch
