@@ -80,6 +80,21 @@ def test_greedy_generate_matches_eager(family, cache):
         assert headmix_cache.get_seq_length() == 41  # prompt + 31 fed back; the last token is never fed
 
 
+@pytest.mark.parametrize("block_size", [None, 4])
+def test_cropped_cache_continues_like_a_shorter_prompt(block_size):
+    m = model("llama", "headmix")
+    ids = tokens(length=12)
+    logits = []
+    for prompt, crop in ((ids, -3), (ids[:, :9], 0)):
+        cache = headmix.hf.HeadmixCache(m.config, max_tokens=16, block_size=block_size)
+        with torch.no_grad():
+            m(prompt, cache=cache, use_cache=True)
+            cache.crop(crop)
+            assert cache.get_seq_length() == 9
+            logits.append(m(ids[:, 9:11], cache=cache, use_cache=True).logits)
+    assert_close_f64(logits[0], logits[1], "logits after crop")
+
+
 def test_compiled_forward_matches_eager():
     eager = model("mistral", "eager", dtype=torch.float32)
     compiled = torch.compile(same_weights(eager, "headmix"), fullgraph=True)

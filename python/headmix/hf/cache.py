@@ -35,6 +35,7 @@ class HeadmixCacheLayer(CacheLayerMixin):
 
     is_sliding = False  # keeps every row; the attention function applies the layer's window
     is_compileable = False
+    is_croppable = True
 
     def __init__(self, max_tokens: int, block_size: int | None = None):
         super().__init__()
@@ -76,6 +77,16 @@ class HeadmixCacheLayer(CacheLayerMixin):
         if self.kv is not None:
             self.kv.seqlens.zero_()
             self.kv.length = 0
+
+    def crop(self, tokens_to_remove: int) -> None:
+        """Forgets the last ``-tokens_to_remove`` rows (transformers' convention: a negative count);
+        the kernels never read rows past the sequence lengths, so nothing is cleared."""
+        if tokens_to_remove > 0:
+            raise ValueError(f"crop takes a negative count of rows to remove, got {tokens_to_remove}")
+        if self.kv is not None and tokens_to_remove:
+            length = max(0, self.kv.length + tokens_to_remove)
+            self.kv.seqlens.fill_(length)
+            self.kv.length = length
 
     def reorder_cache(self, beam_idx) -> None:
         raise NotImplementedError("HeadmixCache keeps each sequence's rows in place: beam search "
