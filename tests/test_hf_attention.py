@@ -122,6 +122,13 @@ def test_attention_dropout_in_training_is_refused():
         m(tokens())
 
 
+def test_bidirectional_attention_is_refused():
+    q = torch.randn(1, 4, 3, 16)
+    layer = model("llama", "headmix").model.layers[0].self_attn
+    with pytest.raises(ValueError, match="headmix attention is causal"):
+        headmix.hf.headmix_attention(layer, q, q, q, None, is_causal=False)
+
+
 def test_headmix_cache_refuses_grad():
     m = model("llama", "headmix")
     cache = headmix.hf.HeadmixCache(m.config, max_tokens=32)

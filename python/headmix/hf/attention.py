@@ -76,6 +76,9 @@ def headmix_attention(module, query, key, value, attention_mask, scaling=None, d
 
 
 def _refuse_unsupported(module, attention_mask, dropout, kwargs) -> None:
+    is_causal = kwargs.get("is_causal")
+    if not (getattr(module, "is_causal", True) if is_causal is None else is_causal):
+        raise ValueError(f"headmix attention is causal (decoder models); {type(module).__name__} is bidirectional")
     if attention_mask is not None:
         raise ValueError(f"{SUPPORTED_MASKS}; got a materialised attention mask (was the model built "
                          "with attn_implementation='headmix'?)")
