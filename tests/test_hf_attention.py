@@ -62,8 +62,11 @@ def generate(m, ids, cache=None):
                           do_sample=False, cache=cache, eos_token_id=None, pad_token_id=0)
 
 
-@pytest.mark.parametrize("cache", ["transformers", "contiguous", "paged"])
-@pytest.mark.parametrize("family", FAMILIES)
+# Every family with transformers' cache and a paged HeadmixCache; the contiguous layout once.
+GENERATE_CASES = [(f, c) for c in ("transformers", "paged") for f in FAMILIES] + [("llama", "contiguous")]
+
+
+@pytest.mark.parametrize("family, cache", GENERATE_CASES)
 def test_greedy_generate_matches_eager(family, cache):
     eager = model(family, "eager")
     ours = same_weights(eager, "headmix")
