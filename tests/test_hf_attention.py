@@ -119,6 +119,13 @@ def test_padding_is_refused_with_the_supported_cases():
     m(ids, attention_mask=torch.ones_like(ids))  # all ones is fine
 
 
+def test_packed_sequences_are_refused():
+    m = model("llama", "headmix")
+    two_documents = torch.cat([torch.arange(6), torch.arange(6)])[None]
+    with pytest.raises(ValueError, match="without padding.*custom mask \\(packed sequences"):
+        m(tokens(batch=1, length=12), position_ids=two_documents, use_cache=False)
+
+
 def test_attention_dropout_in_training_is_refused():
     m = model("llama", "headmix", attention_dropout=0.1).train()
     with pytest.raises(ValueError, match="no attention dropout"):
