@@ -28,6 +28,7 @@ def pip_installs(tmp_path: Path) -> list[str]:
     tools = tmp_path / "tools"
     tools.mkdir()
     shutil.copy(ROOT / "tools" / "setup_env.sh", tools)
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)  # the transformers pin
     python = tmp_path / ".venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
     python.write_text(STUB_PYTHON)

@@ -3,7 +3,9 @@
 # build needs: torch (2.13.0 CPU unless a CUDA torch is already installed in the base Python,
 # which the environment then reuses; TORCH_VERSION picks another), the nvidia-cutlass headers
 # (the version the kernels are checked against), scikit-build-core, pybind11, CMake >= 3.26,
-# ninja and pytest. Offline machines install wheels placed in .whl/ (PIP_NO_INDEX=1: no index).
+# ninja and pytest; the full environment (not --deps-only) also gets the transformers release
+# headmix.hf is tested against (pinned once, in pyproject.toml's [hf] extra). Offline machines
+# install wheels placed in .whl/ (PIP_NO_INDEX=1: no index).
 # --deps-only stops before installing headmix (the CUDA wheel's environment, `make deps`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +14,8 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 CUTLASS_VERSION=4.2.0.0
+TRANSFORMERS_VERSION=$(sed -n 's/^hf = \["transformers==\(.*\)"\]/\1/p' pyproject.toml 2>/dev/null || true)
+[ -n "$TRANSFORMERS_VERSION" ] || { echo "setup: no transformers pin (hf = [...]) in pyproject.toml" >&2; exit 1; }
 deps_only=0
 [ "${1:-}" = "--deps-only" ] && deps_only=1
 
@@ -51,6 +55,9 @@ PYCODE
 command -v ninja >/dev/null || missing+=("ninja")
 [ ${#missing[@]} -eq 0 ] || pip_install "${missing[@]}"
 [ "$deps_only" = 0 ] || exit 0
+
+"$PY" -m pip show transformers 2>/dev/null | grep -qx "Version: $TRANSFORMERS_VERSION" \
+  || pip_install "transformers==$TRANSFORMERS_VERSION"
 
 PATH="$PWD/$VENV/bin:$PATH" "$PY" -m pip install --disable-pip-version-check -q \
   --no-build-isolation --no-deps -e .

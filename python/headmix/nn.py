@@ -220,15 +220,35 @@ def compress_kv_heads(module: ExplicitMultiheadAttention, num_virtual: int) -> E
     compressed.q_proj.weight.copy_(module.q_proj.weight)
     compressed.o_proj.weight.copy_(module.o_proj.weight)
     compressed.norm_weight.copy_(module.norm_weight)
-    d, heads = module.head_dim, module.num_virtual_heads
     for proj, hlc, new_proj, new_hlc in (
         (module.k_proj, module.w_lc_k, compressed.k_proj, compressed.w_lc_k),
         (module.v_proj, module.w_lc_v, compressed.v_proj, compressed.w_lc_v),
     ):
-        # weight[g*d + e, i] = W[i, g*d + e]  ->  M[(i, e), g]
-        m = proj.weight.double().view(heads, d, dim).permute(2, 1, 0).reshape(dim * d, heads)
-        u, s, vh = torch.linalg.svd(m, full_matrices=False)
-        u, s, vh = u[:, :num_virtual], s[:num_virtual], vh[:num_virtual]
-        new_proj.weight.copy_(u.view(dim, d, num_virtual).permute(2, 1, 0).reshape(num_virtual * d, dim))
-        new_hlc.copy_((s[:, None] * vh) @ hlc.double())
+        weight, factor, _ = svd_virtual_heads(proj.weight, module.num_virtual_heads, num_virtual)
+        new_proj.weight.copy_(weight)
+        new_hlc.copy_(factor @ hlc.double())
     return compressed
+
+
+@torch.no_grad()
+def svd_virtual_heads(weight: torch.Tensor, num_heads: int, num_virtual: int):
+    """MEA §5.2's factorisation of one projection: the shared math of every ``compress_kv_heads``.
+
+    ``weight`` [num_heads * d, D] is an ``nn.Linear`` weight producing num_heads heads of width d
+    (a bias may ride along as an extra input column). Reshaped to M [(D * d), num_heads], it is
+    factored by SVD and truncated to its top ``num_virtual`` singular triplets,
+    M ~ U_r (S_r V_r^T). Returns, in float64, the projection to the virtual heads
+    [num_virtual * d, D] (U_r in Linear layout), the rebuild factor S_r V_r^T [num_virtual,
+    num_heads] (head g = sum_j factor[j, g] virtual head j, the w layout of the ops), and all
+    singular values [num_heads], so callers can report the truncation error: the squared
+    Frobenius error of the truncated projection is the sum of the discarded values squared
+    (Eckart-Young: no rank-num_virtual factorisation does better).
+    """
+    rows, dim = weight.shape
+    d = rows // num_heads
+    # weight[g*d + e, i] = W[i, g*d + e]  ->  M[(i, e), g]
+    m = weight.double().view(num_heads, d, dim).permute(2, 1, 0).reshape(dim * d, num_heads)
+    u, s, vh = torch.linalg.svd(m, full_matrices=False)
+    u = u[:, :num_virtual]
+    projection = u.reshape(dim, d, num_virtual).permute(2, 1, 0).reshape(num_virtual * d, dim)
+    return projection, s[:num_virtual, None] * vh[:num_virtual], s
