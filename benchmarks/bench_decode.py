@@ -50,12 +50,8 @@ def decode_case(*, batch, cache_len, heads, kv_heads, virtual_heads, head_dim, d
                 for _ in range(2)
             )
 
-        # Sized once, as a serving loop (or KVCache) would: the timed call allocates only its outputs.
-        size = headmix.vhead_decode_workspace_size(q, k_cache, w_k=w_k)
-        workspace = torch.empty(size, device=device) if size else None
-
         def ours():
-            return headmix.vhead_decode(q, k_cache, v_cache, seqlens, w_k=w_k, w_v=w_v, workspace=workspace)
+            return headmix.vhead_decode(q, k_cache, v_cache, seqlens, w_k=w_k, w_v=w_v)
 
         def baseline():
             keys, values = k_cache, v_cache

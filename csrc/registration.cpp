@@ -20,11 +20,10 @@ TORCH_LIBRARY(HEADMIX_NAMESPACE, m) {
   m.def("flash_attn_bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, "
         "Tensor? dlse, float? scale, bool causal, int window_left, int window_right) "
         "-> (Tensor dq, Tensor dk, Tensor dv)");
-  // Decode over a (virtual-head, optionally paged) KV cache; inference only. `workspace` is
-  // float32 scratch the CUDA kernels may overwrite (headmix.vhead_decode_workspace_size).
+  // Decode over a (virtual-head, optionally paged) KV cache; inference only.
   m.def("vhead_decode(Tensor q, Tensor k_cache, Tensor v_cache, Tensor cache_seqlens, "
         "Tensor? w_k=None, Tensor? w_v=None, Tensor? block_table=None, float? scale=None, "
-        "bool causal=True, int window_left=-1, Tensor(a!)? workspace=None) -> (Tensor out, Tensor lse)");
+        "bool causal=True, int window_left=-1) -> (Tensor out, Tensor lse)");
   // Writes new rows at cache_seqlens[b]... (rotating K at their positions); the caller advances seqlens.
   m.def("kv_cache_append(Tensor k_new, Tensor v_new, Tensor(a!) k_cache, Tensor(b!) v_cache, "
         "Tensor cache_seqlens, Tensor? block_table=None, Tensor? cos=None, Tensor? sin=None, "

@@ -87,7 +87,7 @@ def vhead_decode_args(d, *, paged=False):
     shape, block_table = ((6, 4, 2, 8), int32([[4, 0, 2], [1, 5, 3]], d)) if paged else ((2, 12, 2, 8), None)
     return dict(q=randn(2, 1, 4, 8, device=d), k_cache=randn(*shape, device=d), v_cache=randn(*shape, device=d),
                 cache_seqlens=int32([5, 12], d), w_k=None, w_v=None, block_table=block_table, scale=None,
-                causal=True, window_left=-1, workspace=None)
+                causal=True, window_left=-1)
 
 
 def kv_cache_append_args(d, *, paged=False):

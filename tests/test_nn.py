@@ -164,6 +164,23 @@ def test_cached_forward_refuses_gradients():
         module(torch.randn(1, 2, 32), cache)
 
 
+@pytest.mark.parametrize("make", [lambda: InterleavedHeadAttention(16, 2, 2, max_seqlen=8),
+                                  lambda: ExplicitMultiheadAttention(32, 4, 2, max_seqlen=8)])
+def test_rope_tables_stay_float32_through_dtype_casts_and_follow_device_moves(make):
+    module = make()
+    cos, sin = module.cos.clone(), module.sin.clone()
+    for cast in (lambda m: m.to(torch.bfloat16), lambda m: m.half(), lambda m: m.double(),
+                 lambda m: m.to("cpu", torch.float16)):
+        cast(module)
+        assert next(module.parameters()).dtype != torch.float32
+        assert torch.equal(module.cos, cos) and torch.equal(module.sin, sin)
+    module.to("meta")
+    assert module.cos.device.type == "meta" and module.cos.dtype == torch.float32
+    module.type(torch.float16)
+    with pytest.raises(RuntimeError, match="RoPE tables were cast to torch.float16"):
+        module.cos
+
+
 def test_cache_overflow_is_refused_before_writing():
     module = InterleavedHeadAttention(16, 2, 2, max_seqlen=8)
     cache = module.make_cache(1, 3)

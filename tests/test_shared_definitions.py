@@ -38,7 +38,7 @@ def test_vhead_decode_default_scale_is_the_references(head_dim):
     q, k_cache, v_cache = (torch.randn(*shape, head_dim, dtype=torch.float64)
                            for shape in ((2, 1, 4), (2, 6, 2), (2, 6, 2)))
     seqlens = torch.tensor([3, 6], dtype=torch.int32)
-    default, explicit = (ops.vhead_decode(q, k_cache, v_cache, seqlens, None, None, None, scale, True, -1, None)
+    default, explicit = (ops.vhead_decode(q, k_cache, v_cache, seqlens, None, None, None, scale, True, -1)
                          for scale in (None, reference.attention_scale(None, head_dim)))
     for got, want, name in zip(default, explicit, ("out", "lse")):
         assert_bitwise_equal(got, want, name)

@@ -128,9 +128,11 @@ def test_iha_decode_steps_match_flash_attn_over_the_whole_sequence(device, block
 def test_refuses_inputs_that_require_grad(device, name):
     sample = next(s for s in vhead_decode_samples(device, torch.float32) if s.kwargs["w_k"] is not None)
     sample.kwargs[name].requires_grad_()
-    with pytest.raises(RuntimeError, match=rf"vhead_decode is inference only, but gradients are required for {name}"
-                                           r".*torch\.no_grad\(\)"):
+    message = rf"vhead_decode is inference only, but gradients are required for {name}.*torch\.no_grad\(\)"
+    with pytest.raises(RuntimeError, match=message):
         run(sample)
+    with pytest.raises(RuntimeError, match=message):  # the op itself, not only its wrapper
+        ops.vhead_decode(*sample.args)
     with torch.no_grad():
         out, lse = run(sample)
     with torch.inference_mode():

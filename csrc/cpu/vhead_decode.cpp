@@ -16,8 +16,7 @@ std::tuple<at::Tensor, at::Tensor> vhead_decode(
     const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
     const at::Tensor& cache_seqlens, const std::optional<at::Tensor>& w_k,
     const std::optional<at::Tensor>& w_v, const std::optional<at::Tensor>& block_table,
-    std::optional<double> scale, bool causal, int64_t window_left,
-    const std::optional<at::Tensor>& /*workspace: scratch of the CUDA kernels*/) {
+    std::optional<double> scale, bool causal, int64_t window_left) {
   const auto dims = check_vhead_decode(q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table,
                                        window_left);
   return aten::vhead_decode(dims, q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table,

@@ -5,14 +5,14 @@
 // kernel, which answers NaN (out and lse) for a sequence longer than the cache or with a page id
 // out of range. Outside capture the lengths and pages are also checked on the host (one sync)
 // for a clear error, unless HEADMIX_CACHE_RANGE_CHECKS=0 (cache_range_checks.h).
-// The key splits are planned from shapes and the SM count alone (kernels/vhead_decode_plan.h),
-// so a captured graph stays valid for any lengths up to the capacity.
+// The key splits are planned once per call, from shapes and the SM count alone
+// (kernels/vhead_decode_plan.h), so a captured graph stays valid for any lengths up to the
+// capacity.
 //
-// Workspace: with more than one split the kernel writes fp32 partial results to `workspace`
-// (headmix.vhead_decode_workspace_size elements). When none is passed it is allocated here from
-// the caching allocator, which also works under graph capture (the graph's private pool keeps
-// it); passing one, as KVCache does, keeps the call free of allocations besides its outputs and
-// lets layers share the scratch.
+// Workspace: with more than one split the kernel writes fp32 partial results to scratch
+// allocated here on the current stream. PyTorch's caching allocator serves allocations made
+// during CUDA-graph capture from the graph's private memory pool and keeps them for its
+// replays (docs/ops.md, "CUDA graphs"), so the op stays capturable without a caller-owned buffer.
 //
 // What the kernel does not cover (float32/float64, d not in {64, 128}, d_v != d, unaligned or
 // unlike-strided caches, too many latent heads for shared memory) runs the device-neutral ATen
@@ -63,35 +63,19 @@ bool kernel_covers(const DecodeDims& dims, const at::Tensor& q, const at::Tensor
          plan.smem_bytes <= max_smem;
 }
 
-// The caller's workspace after checking it, or a fresh one.
-at::Tensor workspace_for(const kernels::VheadDecodePlan& plan, const std::optional<at::Tensor>& given,
-                         const at::Tensor& q) {
-  if (!given) return at::empty({plan.workspace_floats}, q.options().dtype(at::kFloat));
-  TORCH_CHECK(given->scalar_type() == at::kFloat, "workspace must be float32, got ",
-              dtype_name(given->scalar_type()));
-  TORCH_CHECK(given->device() == q.device(), "workspace must be on the device of q (", q.device(), "), got ",
-              given->device());
-  TORCH_CHECK(given->is_contiguous() && reinterpret_cast<uintptr_t>(given->data_ptr()) % 16 == 0,
-              "workspace must be contiguous and 16-byte aligned");
-  TORCH_CHECK(given->numel() >= plan.workspace_floats, "workspace must hold at least ", plan.workspace_floats,
-              " float32 elements for these shapes (headmix.vhead_decode_workspace_size), got ", given->numel());
-  return *given;
-}
-
 std::tuple<at::Tensor, at::Tensor> vhead_decode(
     const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
     const at::Tensor& cache_seqlens, const std::optional<at::Tensor>& w_k,
     const std::optional<at::Tensor>& w_v, const std::optional<at::Tensor>& block_table,
-    std::optional<double> scale, bool causal, int64_t window_left,
-    const std::optional<at::Tensor>& workspace) {
+    std::optional<double> scale, bool causal, int64_t window_left) {
   const auto dims = check_vhead_decode(q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table,
                                        window_left);
   const c10::cuda::CUDAGuard device_guard(q.device());
   const double softmax_scale = attention_scale(scale, dims.head_dim);
   const auto* props = at::cuda::getDeviceProperties(q.device().index());
   const int64_t max_smem = int64_t(props->sharedMemPerBlockOptin);
-  const auto plan = kernels::plan_vhead_decode(vhead_decode_shape(dims, w_k.has_value()),
-                                               props->multiProcessorCount, max_smem);
+  const auto shape = vhead_decode_shape(dims, w_k.has_value());
+  const auto plan = kernels::plan_vhead_decode(shape, props->multiProcessorCount, max_smem);
   if (!kernel_covers(dims, q, k_cache, v_cache, plan, max_smem)) {
     return aten::vhead_decode(dims, q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table, softmax_scale,
                               causal, window_left, &aten::attention_dense);
@@ -102,11 +86,13 @@ std::tuple<at::Tensor, at::Tensor> vhead_decode(
   }
   auto out = at::empty({dims.batch, dims.seqlen_q, dims.heads, dims.head_dim}, q.options());
   auto lse = at::empty({dims.batch, dims.heads, dims.seqlen_q}, q.options().dtype(at::kFloat));
-  const at::Tensor scratch = plan.workspace_floats > 0 ? workspace_for(plan, workspace, q) : at::Tensor();
+  // The caching allocator aligns blocks to 512 bytes, beyond the 16 the kernels need.
+  const auto workspace = at::empty({plan.workspace_floats}, q.options().dtype(at::kFloat));
   const DecodeOperands operands(q, w_k, w_v, block_table);
-  const auto params = vhead_decode_params(dims, q, k_cache, v_cache, cache_seqlens, operands, out, lse, scratch,
-                                          plan, softmax_scale, causal, window_left);
-  C10_CUDA_CHECK(kernels::launch_vhead_decode_portable(params, at::cuda::getCurrentCUDAStream()));
+  const auto params = vhead_decode_params(dims, shape, q, k_cache, v_cache, cache_seqlens, operands, out, lse,
+                                          softmax_scale, causal, window_left);
+  C10_CUDA_CHECK(kernels::launch_vhead_decode_portable(params, plan, workspace.data_ptr<float>(),
+                                                       at::cuda::getCurrentCUDAStream()));
   return {out, lse};
 }
 

@@ -14,7 +14,8 @@
 namespace headmix::cuda {
 
 // The call as the kernel plans it: with w_k/w_v all query heads share one latent of the H'
-// cache heads; without, each cache head is the latent of its GQA group.
+// cache heads; without, each cache head is the latent of its GQA group. Derived once per call:
+// the plan and the Params both take it.
 inline kernels::VheadDecodeShape vhead_decode_shape(const DecodeDims& dims, bool mixed) {
   return {dims.batch,        dims.seqlen_q, dims.heads, mixed ? 1 : dims.cache_heads, mixed ? dims.cache_heads : 1,
           dims.head_dim, dims.capacity};
@@ -37,14 +38,12 @@ struct DecodeOperands {
   }
 };
 
-// `scratch` holds plan.workspace_floats floats (undefined when the plan has one split).
+// `shape` is vhead_decode_shape of the call; the launcher adds its plan's fields.
 inline kernels::VheadDecodeParams vhead_decode_params(
-    const DecodeDims& dims, const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
-    const at::Tensor& cache_seqlens, const DecodeOperands& operands, const at::Tensor& out, const at::Tensor& lse,
-    const at::Tensor& scratch, const kernels::VheadDecodePlan& plan, double scale, bool causal,
-    int64_t window_left) {
+    const DecodeDims& dims, const kernels::VheadDecodeShape& shape, const at::Tensor& q, const at::Tensor& k_cache,
+    const at::Tensor& v_cache, const at::Tensor& cache_seqlens, const DecodeOperands& operands, const at::Tensor& out,
+    const at::Tensor& lse, double scale, bool causal, int64_t window_left) {
   const bool mixed = operands.w_k.defined();
-  const auto shape = vhead_decode_shape(dims, mixed);
   kernels::VheadDecodeParams p{};
   p.q = q.data_ptr();
   p.k_cache = k_cache.data_ptr();
@@ -54,11 +53,6 @@ inline kernels::VheadDecodeParams vhead_decode_params(
   p.w_v = mixed ? operands.w_v.data_ptr() : nullptr;
   p.out = out.data_ptr();
   p.lse = lse.data_ptr<float>();
-  if (scratch.defined()) {
-    const int64_t partial_rows = plan.num_splits * dims.batch * dims.heads * dims.seqlen_q;
-    p.partial_out = scratch.data_ptr<float>();
-    p.partial_lse = p.partial_out + partial_rows * dims.head_dim;
-  }
   p.dtype = kernel_dtype(q.scalar_type());
   p.w_fp32 = operands.w_fp32;
   p.batch = dims.batch;
@@ -85,9 +79,6 @@ inline kernels::VheadDecodeParams vhead_decode_params(
   p.scale = float(scale);
   p.causal = causal;
   p.window_left = window_left >= dims.capacity ? -1 : window_left;  // as wide as the cache: no limit
-  p.rows_per_cta = plan.rows_per_cta;
-  p.row_tiles = plan.row_tiles;
-  p.num_splits = plan.num_splits;
   return p;
 }
 

@@ -126,6 +126,7 @@ struct VheadDecodeParams {
   const void* w_v;        // H' x H_kv, like w_k
   void* out;              // B x S_q x H x d, element type `dtype`, contiguous
   float* lse;             // B x H x S_q, fp32, contiguous; natural log, -inf for rows without keys
+  // The launcher sets partial_out, partial_lse and the last three fields from its plan.
   float* partial_out;     // num_splits x B x H x S_q x d, fp32 workspace (num_splits > 1)
   float* partial_lse;     // num_splits x B x H x S_q, fp32 workspace (num_splits > 1)
   DType dtype;

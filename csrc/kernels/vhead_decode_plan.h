@@ -1,9 +1,10 @@
 #pragma once
 // Host-side plan of the portable vhead_decode: rows per CTA, key splits, shared memory and
 // workspace size, all from shapes and the device's SM count (never from cache_seqlens values,
-// so one CUDA graph replays for any sequence lengths up to the capacity). Plain C++ without
-// CUDA headers: the launcher, the CUDA binding and headmix._C (for
-// headmix.vhead_decode_workspace_size) use this one definition.
+// so one CUDA graph replays for any sequence lengths up to the capacity). The launcher owns
+// these choices; a caller plans once per launch (plan_vhead_decode), allocates the plan's
+// workspace and hands both to launch_vhead_decode_portable. Plain C++ without CUDA headers, so
+// the CUDA binding and the CPU emulator's harness include it.
 #include <algorithm>
 #include <cstdint>
 
@@ -31,11 +32,14 @@ struct VheadDecodeShape {
   int64_t batch, seqlen_q, heads, latent_groups, latent_heads, head_dim, capacity;
 };
 
+// The workspace holds partial outputs [num_splits, B, H, S_q, d], then partial lse
+// [num_splits, B, H, S_q]: partial_rows * (d + 1) floats.
 struct VheadDecodePlan {
   int rows_per_cta;          // 16 or 32 query rows (1 or 2 MMA row tiles)
   int row_tiles;             // CTAs along one latent's rows
   int num_splits;            // key-range splits per sequence
   int64_t smem_bytes;        // dynamic shared memory per CTA
+  int64_t partial_rows;      // num_splits * B * H * S_q partial rows (0 with one split)
   int64_t workspace_floats;  // fp32 workspace: partial outputs and lse (0 with one split)
 };
 
@@ -63,8 +67,8 @@ inline VheadDecodePlan plan_vhead_decode(const VheadDecodeShape& s, int num_sms,
   const int64_t useful = std::max<int64_t>(1, key_blocks / T::kWarps);
   const int64_t wanted = (2 * int64_t(num_sms) + ctas - 1) / ctas;
   plan.num_splits = int(std::clamp<int64_t>(wanted, 1, std::min<int64_t>(T::kMaxSplits, useful)));
-  plan.workspace_floats =
-      plan.num_splits > 1 ? plan.num_splits * s.batch * s.heads * s.seqlen_q * (s.head_dim + 1) : 0;
+  plan.partial_rows = plan.num_splits > 1 ? plan.num_splits * s.batch * s.heads * s.seqlen_q : 0;
+  plan.workspace_floats = plan.partial_rows * (s.head_dim + 1);
   return plan;
 }
 

@@ -14,7 +14,6 @@ from .ops import (
     kv_cache_append,
     mix_heads,
     vhead_decode,
-    vhead_decode_workspace_size,
 )
 from .rope import rope_tables
 
@@ -29,5 +28,4 @@ __all__ = [
     "nn",
     "rope_tables",
     "vhead_decode",
-    "vhead_decode_workspace_size",
 ]

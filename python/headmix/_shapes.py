@@ -37,17 +37,6 @@ def decode_shapes(q, k_cache, v_cache, cache_seqlens, w_k=None, w_v=None, block_
     return (batch, seqlen_q, heads, v_cache.shape[3]), (batch, heads, seqlen_q)
 
 
-def decode_plan_shape(q, k_cache, w_k=None, block_table=None) -> tuple[int, ...]:
-    """(batch, S_q, H, latent_groups, latent_heads, d, capacity) of a decode call, as the CUDA
-    kernel plans it: with w_k all query heads share one latent of the H' cache heads, without
-    it each of the H' cache heads is the latent of its GQA group."""
-    cache_heads = k_cache.shape[2]
-    capacity = block_table.shape[1] * k_cache.shape[1] if block_table is not None else k_cache.shape[1]
-    latent_groups, latent_heads = (1, cache_heads) if w_k is not None else (cache_heads, 1)
-    batch, seqlen_q, heads, head_dim = q.shape
-    return (batch, seqlen_q, heads, latent_groups, latent_heads, head_dim, capacity)
-
-
 def pseudo_sequence_shape(x: torch.Tensor, pseudo: int) -> tuple[int, ...]:
     """[B, N, P*H, d] viewed as the interleaved pseudo-sequence [B, N*P, H, d]."""
     batch, tokens, mixed_heads, head_dim = x.shape

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .ops import kv_cache_append, vhead_decode, vhead_decode_workspace_size
+from .ops import kv_cache_append, vhead_decode
 
 
 class KVCache:
@@ -17,9 +17,7 @@ class KVCache:
     [num_blocks, block_size, heads, d] with ``block_table`` [B, blocks_per_seq] (int32), the
     FlashAttention / vLLM layout; by default sequence b owns blocks b*blocks_per_seq ... but
     any table of distinct block ids works. All sequences advance together (``length`` rows);
-    ``seqlens`` is the per-sequence int32 tensor the kernels read. On CUDA the cache also holds
-    the float32 ``workspace`` of ``vhead_decode``, allocated on first use and grown when a call
-    needs more, so decode steps after the first allocate nothing but their outputs.
+    ``seqlens`` is the per-sequence int32 tensor the kernels read.
     """
 
     def __init__(self, batch_size, max_seqlen, num_heads, head_dim, *, head_dim_v=None,
@@ -39,7 +37,6 @@ class KVCache:
         self.v = torch.empty(*rows, num_heads, head_dim_v, dtype=dtype, device=device)
         self.seqlens = torch.zeros(batch_size, dtype=torch.int32, device=device)
         self.length = 0
-        self.workspace = None
 
     @property
     def nbytes(self) -> int:
@@ -59,8 +56,5 @@ class KVCache:
 
     def attend(self, q, *, w_k=None, w_v=None, causal=True, window_left=-1, scale=None):
         """vhead_decode of q [B, S_q, H, d] over the cached rows (bottom-right aligned)."""
-        size = vhead_decode_workspace_size(q, self.k, w_k=w_k, block_table=self.block_table)
-        if size > (0 if self.workspace is None else self.workspace.numel()):
-            self.workspace = torch.empty(size, dtype=torch.float32, device=self.k.device)
         return vhead_decode(q, self.k, self.v, self.seqlens, w_k=w_k, w_v=w_v, block_table=self.block_table,
-                            scale=scale, causal=causal, window_left=window_left, workspace=self.workspace)
+                            scale=scale, causal=causal, window_left=window_left)

@@ -20,20 +20,35 @@ from .rope import apply_rope, rope_tables
 
 
 class _RopeModule(nn.Module):
-    """Holds float32 RoPE tables that follow the module across devices but keep float32 through
-    ``.to(dtype)`` / ``.half()`` / ``.double()`` (the ops take float32 tables: bfloat16 angles
-    would be wrong by whole radians at long positions)."""
+    """Holds float32 RoPE tables (``cos``, ``sin``) that follow the module across devices but keep
+    float32 through ``.to(dtype)`` / ``.half()`` / ``.bfloat16()`` / ``.double()`` (the ops take
+    float32 tables: bfloat16 angles would be wrong by whole radians at long positions).
+
+    The buffers hold the tables' bits as int32: ``Module.to`` and the dtype shorthands cast only
+    floating-point buffers and move every buffer to the new device (documented behaviour), so
+    no override of the module's conversion is needed. ``Module.type(dst)``, which casts every
+    buffer, would scramble the bits; the tables refuse to be read after it.
+    """
 
     def _rope_buffers(self, positions: int, rotary_dim: int, theta: float, device) -> None:
         cos, sin = rope_tables(positions, rotary_dim, theta=theta, device=device)
-        self.register_buffer("cos", cos, persistent=False)
-        self.register_buffer("sin", sin, persistent=False)
+        self.register_buffer("_cos_bits", cos.view(torch.int32), persistent=False)
+        self.register_buffer("_sin_bits", sin.view(torch.int32), persistent=False)
 
-    def _apply(self, fn, recurse=True):
-        cos, sin = self.cos, self.sin
-        super()._apply(fn, recurse)
-        self.cos, self.sin = cos.to(self.cos.device), sin.to(self.sin.device)
-        return self
+    @property
+    def cos(self) -> torch.Tensor:
+        return _float32_table(self._cos_bits)
+
+    @property
+    def sin(self) -> torch.Tensor:
+        return _float32_table(self._sin_bits)
+
+
+def _float32_table(bits: torch.Tensor) -> torch.Tensor:
+    if bits.dtype != torch.int32:
+        raise RuntimeError(f"the RoPE tables were cast to {bits.dtype} (Module.type casts every buffer); "
+                           "use .to(dtype) or .half()/.bfloat16()/.double(), which keep them float32")
+    return bits.view(torch.float32)
 
 
 class InterleavedHeadAttention(_RopeModule):

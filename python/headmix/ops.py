@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _C, _checks, _shapes
+from . import _checks, _shapes
 from ._nvtx import op_range
 
 _ops = torch.ops.headmix
@@ -170,7 +170,6 @@ def vhead_decode(
     causal=True,
     window_left=-1,
     return_lse=False,
-    workspace=None,
 ):
     """Decode q [B, S_q, H, d] against a KV cache of H' (virtual) heads. Inference only.
 
@@ -179,66 +178,44 @@ def vhead_decode(
     row beyond is read. With w_k, w_v [H', H_kv] the kv heads are K_g = sum_j w_k[j, g] K'_j
     (MEA-compressed cache); without them the cache heads are the kv heads (plain GQA decode,
     also IHA decode with S_q = P). Queries are bottom-right aligned like ``flash_attn``.
-
-    ``workspace``: float32 scratch of at least ``vhead_decode_workspace_size(...)`` elements
-    that the CUDA kernels overwrite (split-KV partial results). Passing one keeps the call free
-    of allocations besides its outputs; without it the CUDA op allocates its own.
+    Inputs that require grad are refused unless grad mode is off.
     """
     with op_range("vhead_decode", q):
-        out, lse = _ops.vhead_decode(
-            q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table, scale, causal, window_left, workspace
-        )
+        out, lse = _ops.vhead_decode(q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table, scale, causal,
+                                     window_left)
     return (out, lse) if return_lse else out
-
-
-def vhead_decode_workspace_size(q, k_cache, *, w_k=None, block_table=None) -> int:
-    """Float32 elements of the ``workspace`` a CUDA ``vhead_decode`` of these shapes uses.
-
-    It depends on shapes and the GPU only (the key splits are planned for the cache capacity,
-    not for the current lengths), so one workspace serves every decode step of a cache, and
-    every layer of the same shapes. 0 on CPU and when the plan needs no split.
-    """
-    if q.device.type != "cuda":
-        return 0
-    props = torch.cuda.get_device_properties(q.device)
-    # A larger shared-memory limit can only plan more splits, so without the property (older
-    # torch) an unlimited one gives an upper bound.
-    max_smem = getattr(props, "shared_memory_per_block_optin", 1 << 40)
-    plan = _C.vhead_decode_plan(*_shapes.decode_plan_shape(q, k_cache, w_k, block_table),
-                                props.multi_processor_count, max_smem)
-    return plan["workspace_floats"]
 
 
 @torch.library.register_fake("headmix::vhead_decode")
 def _vhead_decode_fake(q, k_cache, v_cache, cache_seqlens, w_k=None, w_v=None, block_table=None,
-                       scale=None, causal=True, window_left=-1, workspace=None):
+                       scale=None, causal=True, window_left=-1):
     out_shape, lse_shape = _shapes.decode_shapes(q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table,
                                                  window_left)
     return q.new_empty(out_shape), q.new_empty(lse_shape, dtype=_shapes.lse_dtype(q.dtype))
 
 
-# The op mutates its workspace, so torch.library.register_autograd (functional ops only) does
-# not apply: an Autograd kernel refuses inputs that require grad and redispatches otherwise.
-_autograd_lib = torch.library.Library("headmix", "IMPL")
+# Decode has no backward. The autograd formula's setup_context runs in the forward, and only
+# when grad mode is on and an input requires grad, so refusing there makes the call itself fail
+# (direct torch.ops calls included) rather than a later backward.
+_VHEAD_DECODE_TENSORS = ("q", "k_cache", "v_cache", "cache_seqlens", "w_k", "w_v")
 
 
-def _vhead_decode_autograd(keyset, q, k_cache, v_cache, cache_seqlens, w_k=None, w_v=None, block_table=None,
-                           scale=None, causal=True, window_left=-1, workspace=None):
-    inputs = dict(q=q, k_cache=k_cache, v_cache=v_cache, cache_seqlens=cache_seqlens, w_k=w_k, w_v=w_v)
-    needing = [name for name, t in inputs.items() if isinstance(t, torch.Tensor) and t.requires_grad]
-    if needing and torch.is_grad_enabled():
-        raise RuntimeError(
-            f"headmix.vhead_decode is inference only, but gradients are required for {', '.join(needing)}: "
-            "call it under torch.no_grad() / torch.inference_mode(), or use flash_attn for training"
-        )
-    with torch._C._AutoDispatchBelowAutograd():
-        return _ops.vhead_decode.default.redispatch(
-            keyset & torch._C._after_autograd_keyset, q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table,
-            scale, causal, window_left, workspace
-        )
+def _vhead_decode_refuse_grad(ctx, inputs, output):
+    needing = [name for name, t in zip(_VHEAD_DECODE_TENSORS, inputs)
+               if isinstance(t, torch.Tensor) and t.requires_grad]
+    raise RuntimeError(
+        f"headmix.vhead_decode is inference only, but gradients are required for {', '.join(needing)}: "
+        "call it under torch.no_grad() / torch.inference_mode(), or use flash_attn for training"
+    )
 
 
-_autograd_lib.impl("vhead_decode", _vhead_decode_autograd, "Autograd", with_keyset=True)
+def _vhead_decode_grad(ctx, *grads):
+    raise AssertionError("unreachable: _vhead_decode_refuse_grad refuses every forward that could reach here")
+
+
+torch.library.register_autograd(
+    "headmix::vhead_decode", _vhead_decode_grad, setup_context=_vhead_decode_refuse_grad
+)
 
 
 def kv_cache_append(k_new, v_new, k_cache, v_cache, cache_seqlens, *, block_table=None, cos=None, sin=None):

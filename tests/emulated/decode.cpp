@@ -35,20 +35,20 @@ std::vector<at::Tensor> emulated_vhead_decode(const at::Tensor& q, const at::Ten
   TORCH_CHECK((q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf) &&
                   (dims.head_dim == 64 || dims.head_dim == 128) && dims.head_dim_v == dims.head_dim,
               "the kernel covers bfloat16/float16 with d = d_v in {64, 128}");
-  const auto plan = headmix::kernels::plan_vhead_decode(headmix::cuda::vhead_decode_shape(dims, w_k.has_value()),
-                                                        int(num_sms), int64_t(emu::kSharedMemoryBytes));
+  const auto shape = headmix::cuda::vhead_decode_shape(dims, w_k.has_value());
+  const auto plan = headmix::kernels::plan_vhead_decode(shape, int(num_sms), int64_t(emu::kSharedMemoryBytes));
   const double softmax_scale = headmix::attention_scale(scale, dims.head_dim);
   auto out = at::empty({dims.batch, dims.seqlen_q, dims.heads, dims.head_dim}, q.options());
   auto lse = at::empty({dims.batch, dims.heads, dims.seqlen_q}, q.options().dtype(at::kFloat));
-  const auto scratch = plan.workspace_floats ? at::empty({plan.workspace_floats}, lse.options()) : at::Tensor();
-  for (const auto& t : {out, lse, scratch}) harness::poison(t);
+  const auto workspace = at::empty({plan.workspace_floats}, lse.options());
+  for (const auto& t : {out, lse, workspace}) harness::poison(t);
   const headmix::cuda::DecodeOperands operands(q, w_k, w_v, block_table);
-  const auto p = headmix::cuda::vhead_decode_params(dims, q, k_cache, v_cache, cache_seqlens, operands, out, lse,
-                                                    scratch, plan, softmax_scale, causal, window_left);
+  const auto p = headmix::cuda::vhead_decode_params(dims, shape, q, k_cache, v_cache, cache_seqlens, operands, out,
+                                                    lse, softmax_scale, causal, window_left);
   harness::use_buffers({{"q", q, false}, {"k_cache", k_cache, false}, {"v_cache", v_cache, false},
                         {"cache_seqlens", cache_seqlens, false}, {"w_k", operands.w_k, false},
                         {"w_v", operands.w_v, false}, {"block_table", operands.block_table, false},
-                        {"out", out, true}, {"lse", lse, true}, {"workspace", scratch, true}});
+                        {"out", out, true}, {"lse", lse, true}, {"workspace", workspace, true}});
   auto& r = emu::rt();
   const char* k_begin = static_cast<const char*>(k_cache.data_ptr());
   const char* v_begin = static_cast<const char*>(v_cache.data_ptr());
@@ -58,7 +58,8 @@ std::vector<at::Tensor> emulated_vhead_decode(const at::Tensor& q, const at::Ten
     const bool cache = (chunk >= k_begin && chunk < k_begin + k_bytes) || (chunk >= v_begin && chunk < v_begin + v_bytes);
     return cache ? count_nans(chunk, dtype) : 0;
   };
-  harness::check(headmix::kernels::launch_vhead_decode_portable(p, nullptr), "vhead_decode");
+  harness::check(headmix::kernels::launch_vhead_decode_portable(p, plan, workspace.data_ptr<float>(), nullptr),
+                 "vhead_decode");
   const auto info = at::tensor({int64_t(r.nans_read), int64_t(plan.num_splits), int64_t(plan.rows_per_cta),
                                 int64_t(plan.row_tiles)});
   return {out, lse, info};

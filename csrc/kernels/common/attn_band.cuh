@@ -18,9 +18,10 @@ struct AttnBand {
   int left;    // -1 = unbounded
   int right;   // -1 = unbounded, 0 = causal
 
+  __host__ __device__ AttnBand(int seqlen_q_, int seqlen_k_, int left_, int right_)
+      : seqlen_q(seqlen_q_), seqlen_k(seqlen_k_), offset(seqlen_k_ - seqlen_q_), left(left_), right(right_) {}
   __host__ __device__ explicit AttnBand(const FlashAttnParams& p)
-      : seqlen_q(int(p.seqlen_q)), seqlen_k(int(p.seqlen_k)), offset(int(p.seqlen_k - p.seqlen_q)),
-        left(int(p.window_left)), right(int(p.window_right)) {}
+      : AttnBand(int(p.seqlen_q), int(p.seqlen_k), int(p.window_left), int(p.window_right)) {}
 
   // Keys of query row i, clamped to [0, S_k); empty when first_key(i) >= key_end(i).
   __host__ __device__ int first_key(int i) const { return left < 0 ? 0 : max(0, i + offset - left); }
