@@ -427,34 +427,48 @@ def tma_operand(batch, seqlen, heads, head_dim):
     return x, padded, padded[:, :seqlen]
 
 
-def swizzled_tiles(x):
-    """What each CTA's shared tile must hold, byte for byte, computed from the definitions alone:
-    tile (b, h, m) holds rows m*64 .. m*64+63 of x[b, :, h] (zeros past S) in 64-column boxes of
-    64 rows x 128 bytes, box after box, each row's 16-byte chunks permuted by the 128-byte swizzle
-    (byte address bits 4-6 ^= bits 7-9); CTAs in grid order (tile fastest, then head, batch)."""
+def zero_padded_tiles(x):
+    """[CTAs, 64, d]: tile (b, h, m) holds rows m*64 .. m*64+63 of x[b, :, h], zeros past S;
+    CTAs in grid order (tile fastest, then head, batch)."""
     batch, seqlen, heads, head_dim = x.shape
     tiles = -(-seqlen // TMA_ROWS)
+    rows = torch.zeros(batch, tiles * TMA_ROWS, heads, head_dim, dtype=x.dtype)
+    rows[:, :seqlen] = x
+    return rows.view(batch, tiles, TMA_ROWS, heads, head_dim).permute(0, 3, 1, 2, 4).reshape(-1, TMA_ROWS, head_dim)
+
+
+def swizzled_tiles(x):
+    """What each CTA's shared tile must hold, byte for byte, from the definitions alone: the
+    64-column boxes of 64 rows x 128 bytes one after the other, each row's 16-byte chunks
+    permuted by the 128-byte swizzle (byte address bits 4-6 ^= bits 7-9). As int16 words."""
+    head_dim = x.shape[-1]
     row = torch.arange(TMA_ROWS)[:, None]
     col = torch.arange(head_dim)[None, :]
     address = 2 * ((col // 64) * TMA_ROWS * 64 + row * 64 + col % 64)
     address = address ^ (((address >> 7) & 7) << 4)
-    rows = torch.zeros(batch, tiles * TMA_ROWS, heads, head_dim, dtype=x.dtype)
-    rows[:, :seqlen] = x
-    values = rows.view(batch, tiles, TMA_ROWS, heads, head_dim).permute(0, 3, 1, 2, 4).reshape(-1, TMA_ROWS * head_dim)
+    values = zero_padded_tiles(x).reshape(-1, TMA_ROWS * head_dim)
     image = torch.zeros(values.shape[0], TMA_ROWS * head_dim, dtype=torch.int16)
     image[:, (address // 2).flatten()] = values.view(torch.int16)
-    return image.view(torch.uint8)
+    return image
+
+
+def tma_round_trip(emulated, scenario, x, out):
+    """(shared tile bytes as int16 words, the tile through SmemTile, out after the store)."""
+    image, values = emulated.tma_sm90(scenario, x, out)
+    return image.view(torch.int16), values, out.clone()
 
 
 @pytest.mark.parametrize("head_dim", [64, 128])
 def test_tma_round_trip_places_swizzled_boxes_and_clips_the_tail(emulated, head_dim):
     """make_tma_copy + tma_partition as the sm90 forward uses them: the loaded tiles sit in shared
-    memory exactly where the 128-byte swizzle puts them, rows past S read as zero, and the store
-    writes every row of out and none past S. S = 100: the second tile has 36 rows."""
+    memory exactly where the 128-byte swizzle puts them, which is where CuTe's SmemTile layout
+    (the kernels' and wgmma's view) looks for them; rows past S read as zero; the store writes
+    every row of out and none past S. S = 100: the second tile has 36 rows."""
     x, padded, out = tma_operand(2, 100, 3, head_dim)
-    (image,) = under_every_schedule(emulated, lambda: (emulated.tma_sm90(ROUND_TRIP, x, out),))
+    image, values, stored = under_every_schedule(emulated, lambda: tma_round_trip(emulated, ROUND_TRIP, x, out))
     assert torch.equal(image, swizzled_tiles(x)), "shared-memory bytes differ from the swizzled placement"
-    assert torch.equal(out.view(torch.int16), x.view(torch.int16)), "stored rows"
+    assert torch.equal(values.view(torch.int16), zero_padded_tiles(x).view(torch.int16)), "tile through SmemTile"
+    assert torch.equal(stored.view(torch.int16), x.view(torch.int16)), "stored rows"
     assert padded[:, 100:].isnan().all(), "the store wrote rows past S"
 
 
@@ -495,7 +509,7 @@ def test_tma_missing_waits_change_results_between_schedules(emulated, scenario):
     tma_store_wait: the data moves at issue under one schedule and as late as allowed under the other."""
     x, _, out = tma_operand(1, 70, 2, 128)
     with pytest.raises(AssertionError, match="results differ between schedules"):
-        under_every_schedule(emulated, lambda: (emulated.tma_sm90(scenario, x, out), out.clone()))
+        under_every_schedule(emulated, lambda: tma_round_trip(emulated, scenario, x, out))
 
 
 # violation in tma_encode_violation (tests/emulated/tma_sm90.cpp) -> the stand-in's reason.
@@ -552,4 +566,45 @@ def test_unencoded_tensor_map_is_reported_when_used(emulated):
     x, out = misaligned_rows()
     with pytest.raises(RuntimeError, match=r"prefetch.tensormap with a tensor map that no successful "
                                            r"cuTensorMapEncodeTiled wrote \(was the encode's error ignored\?\)"):
+        emulated.tma_sm90(UNCHECKED_ENCODE, x, out)
+
+
+def strided_bf16(shape, strides, offset=0):
+    """A bf16 tensor of fresh random values with exactly these element strides and storage offset."""
+    size = offset + 1 + sum((n - 1) * s for n, s in zip(shape, strides, strict=True))
+    return torch.randn(size).bfloat16().as_strided(shape, strides, offset)
+
+
+# name: (shape [B, S, H, d], element strides, storage offset, whether the driver encodes it).
+# Strides of size-1 dims are never stepped along: TmaOperand (sm90/launch.h) gives them the
+# packed stride, so whatever PyTorch left there must not matter.
+TMA_OPERANDS = {
+    "contiguous": ((2, 70, 2, 64), (8960, 128, 64, 1), 0, True),
+    "heads padded to 72 (144-byte stride)": ((2, 70, 2, 64), (10080, 144, 72, 1), 0, True),
+    "batches 16 bytes apart more than packed": ((2, 70, 2, 64), (8968, 128, 64, 1), 0, True),
+    "one head, head stride 7": ((2, 70, 1, 64), (4480, 64, 7, 1), 0, True),
+    "one batch, batch stride 3": ((1, 70, 2, 64), (3, 128, 64, 1), 0, True),
+    "one row, row stride 5": ((2, 1, 2, 64), (128, 5, 64, 1), 0, True),
+    "row stride 129 (258 bytes)": ((2, 70, 2, 64), (9030, 129, 64, 1), 0, False),
+    "head stride 65 (130 bytes)": ((2, 70, 2, 64), (9100, 130, 65, 1), 0, False),
+    "batch stride 8961": ((2, 70, 2, 64), (8961, 128, 64, 1), 0, False),
+    "address 2 bytes past a 16-byte boundary": ((2, 70, 2, 64), (8960, 128, 64, 1), 1, False),
+}
+
+
+@pytest.mark.parametrize("case", TMA_OPERANDS)
+def test_launcher_check_refuses_exactly_what_the_driver_refuses(emulated, case):
+    """TmaOperand::encodable() against the cuTensorMapEncodeTiled stand-in, on the tensors the
+    bindings may pass: what it accepts encodes and round-trips, what it refuses is a launcher
+    error, and encoding it anyway is refused by the driver (reported at the descriptor's first use)."""
+    shape, strides, offset, encodable = TMA_OPERANDS[case]
+    x = strided_bf16(shape, strides, offset)
+    out = torch.full(shape, float("nan"), dtype=torch.bfloat16)
+    if encodable:
+        emulated.tma_sm90(ROUND_TRIP, x, out)
+        assert torch.equal(out.view(torch.int16), x.view(torch.int16))
+        return
+    with pytest.raises(RuntimeError, match="tma round trip: the launcher returned error 1"):
+        emulated.tma_sm90(ROUND_TRIP, x, out)
+    with pytest.raises(RuntimeError, match="prefetch.tensormap with a tensor map that no successful"):
         emulated.tma_sm90(UNCHECKED_ENCODE, x, out)

@@ -46,7 +46,8 @@ struct Config {
 
 struct Params {
   int rows, heads, batch;
-  uint8_t* image;  // CTAs x kBytes: each CTA's shared tile, raw
+  uint8_t* image;   // CTAs x kBytes: each CTA's shared tile, raw
+  Element* values;  // CTAs x kRows x d: the tile read through its SmemTile layout
   int scenario;
 };
 
@@ -57,12 +58,17 @@ struct Args {
   typename Config<kHeadDim>::TmaStore tma_out;
 };
 
-template <int kHeadDim>
-void copy_tile_out(const Params& p, const uint8_t* tile) {
+// Copies the tile out twice: its raw bytes, and its elements as the kernels' CuTe views (and
+// wgmma's descriptors) address them, through SmemTile's own swizzled layout.
+template <int kHeadDim, class SmemTensor>
+void copy_tile_out(const Params& p, const uint8_t* tile, const SmemTensor& sX) {
   constexpr uint32_t kBytes = Config<kHeadDim>::kBytes;
   const int cta = (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
   for (uint32_t i = threadIdx.x * 16; i < kBytes; i += kThreads * 16) {
     std::memcpy(p.image + size_t(cta) * kBytes + i, tile + i, 16);
+  }
+  for (int i = threadIdx.x; i < kRows * kHeadDim; i += kThreads) {
+    p.values[size_t(cta) * kRows * kHeadDim + i] = sX(i / kHeadDim, i % kHeadDim);
   }
 }
 
@@ -97,7 +103,7 @@ void round_trip_kernel(const Args<kHeadDim> args) {
   } else {
     smem.full.wait(0);
   }
-  copy_tile_out<kHeadDim>(p, reinterpret_cast<const uint8_t*>(smem.tile.data()));
+  copy_tile_out<kHeadDim>(p, reinterpret_cast<const uint8_t*>(smem.tile.data()), sX);
   if (p.scenario == kSyncInsteadOfWait) smem.full.wait(0);
   __syncthreads();  // every thread has copied the tile out before it may change
 
@@ -137,9 +143,9 @@ cudaError_t launch(const at::Tensor& x, const at::Tensor& out, Params p) {
 
 // Runs scenario `scenario` (tma_sm90::Scenario) over x [B, S, H, d] (bf16, d 64 or 128, last dim
 // contiguous), storing into out (same shape, any strides); returns each CTA's shared tile as raw
-// bytes [CTAs, 64 * d * 2], in grid order (x fastest). Errors of the launcher or the emulator
-// reach Python.
-at::Tensor tma_sm90_scenario(int64_t scenario, const at::Tensor& x, const at::Tensor& out) {
+// bytes [CTAs, 64 * d * 2] and through its SmemTile layout [CTAs, 64, d], in grid order (x
+// fastest). Errors of the launcher or the emulator reach Python.
+std::vector<at::Tensor> tma_sm90_scenario(int64_t scenario, const at::Tensor& x, const at::Tensor& out) {
   using namespace tma_sm90;
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && x.dim() == 4 && x.stride(3) == 1 && out.sizes() == x.sizes() &&
                   out.scalar_type() == x.scalar_type() && out.stride(3) == 1,
@@ -148,10 +154,12 @@ at::Tensor tma_sm90_scenario(int64_t scenario, const at::Tensor& x, const at::Te
   TORCH_CHECK(d == 64 || d == 128, "d must be 64 or 128, got ", d);
   const int64_t ctas = (x.size(1) + kRows - 1) / kRows * x.size(2) * x.size(0);
   auto image = at::full({ctas, kRows * d * 2}, 0xff, x.options().dtype(at::kByte));
-  harness::use_buffers({{"x", x, false}, {"out", out, true}, {"image", image, true}});
-  const Params p{int(x.size(1)), int(x.size(2)), int(x.size(0)), image.data_ptr<uint8_t>(), int(scenario)};
+  auto values = at::full({ctas, kRows, d}, std::numeric_limits<double>::quiet_NaN(), x.options());
+  harness::use_buffers({{"x", x, false}, {"out", out, true}, {"image", image, true}, {"values", values, true}});
+  const Params p{int(x.size(1)), int(x.size(2)), int(x.size(0)), image.data_ptr<uint8_t>(),
+                 reinterpret_cast<Element*>(values.data_ptr()), int(scenario)};
   harness::check(d == 64 ? launch<64>(x, out, p) : launch<128>(x, out, p), "tma round trip");
-  return image;
+  return {image, values};
 }
 
 // Encodes a valid 2-D bf16 map (128 x 64 elements, rows 256 bytes apart, 64 x 64 boxes, 128-byte
