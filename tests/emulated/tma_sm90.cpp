@@ -129,11 +129,10 @@ cudaError_t launch(const at::Tensor& x, const at::Tensor& out, Params p) {
                            out.stride(0), kHeadDim);
   if (p.scenario != kUncheckedEncode && !sm90::all_encodable<kHeadDim, Element>(in, o)) return cudaErrorInvalidValue;
   const auto tile = Shape<Int<kRows>, Int<kHeadDim>>{};
-  const Args<kHeadDim> args{p,
-                            make_tma_copy(SM90_TMA_LOAD{}, in.tensor<const Element, kHeadDim>(), typename Cfg::SmemTile{},
-                                          tile, _1{}),
-                            make_tma_copy(SM90_TMA_STORE{}, o.tensor<Element, kHeadDim>(), typename Cfg::SmemTile{},
-                                          tile, _1{})};
+  const typename Cfg::SmemTile smem_tile{};
+  const Args<kHeadDim> args{
+      p, make_tma_copy(SM90_TMA_LOAD{}, in.tensor<const Element, kHeadDim>(), smem_tile, tile, _1{}),
+      make_tma_copy(SM90_TMA_STORE{}, o.tensor<Element, kHeadDim>(), smem_tile, tile, _1{})};
   const dim3 grid(unsigned((p.rows + kRows - 1) / kRows), unsigned(p.heads), unsigned(p.batch));
   emu::launch(grid, dim3(kThreads), sizeof(typename Cfg::SharedStorage), [&] { round_trip_kernel<kHeadDim>(args); });
   return cudaSuccess;

@@ -69,7 +69,9 @@ inline size_t check_tensor_copy(const TensorMap& m, int rank, const void* smem, 
     fail(std::string(what) + ": a box " + std::to_string(inner) + " bytes wide under the " +
          std::to_string(m.swizzle_bytes) + "-byte swizzle is not emulated");
   }
-  if (!in_shared_buffer(smem)) fail(std::string(what) + " with a shared-memory box outside shared memory (" + where() + ")");
+  if (!in_shared_buffer(smem)) {
+    fail(std::string(what) + " with a shared-memory box outside shared memory (" + where() + ")");
+  }
   const size_t offset = shared_offset(smem, m.box_bytes(), what);
   if (offset % 128) {
     fail(std::string(what) + " with a shared-memory box at offset " + std::to_string(offset) +
@@ -82,7 +84,9 @@ inline void tma_load(const void* desc, uint64_t* mbar, void* smem, const std::ar
   const char* what = "cp.async.bulk.tensor load";
   const TensorMap m = tensor_map_at(desc, what);
   const size_t box = check_tensor_copy(m, rank, smem, what);
-  if (m.oob_fill != CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) fail(std::string(what) + ": the NaN out-of-bound fill is not emulated");
+  if (m.oob_fill != CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) {
+    fail(std::string(what) + ": the NaN out-of-bound fill is not emulated");
+  }
   MBarrier& barrier = initialised_mbarrier(mbar, "cp.async.bulk.tensor complete_tx");
   walk_box(m, coords, [&](size_t, const char* g) {
     if (g != nullptr) check_global(g, m.element_bytes, false, "cp.async.bulk.tensor load source");

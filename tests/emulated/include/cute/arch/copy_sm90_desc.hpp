@@ -29,6 +29,8 @@
 
 namespace cute {
 
-inline void prefetch_tma_descriptor(TmaDescriptor const* desc_ptr) { emu::tensor_map_at(desc_ptr, "prefetch.tensormap"); }
+inline void prefetch_tma_descriptor(TmaDescriptor const* desc_ptr) {
+  emu::tensor_map_at(desc_ptr, "prefetch.tensormap");
+}
 
 }  // namespace cute
