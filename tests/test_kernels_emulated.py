@@ -13,11 +13,14 @@ accesses and deadlocks (each check is shown to fire by a planted bug). It cannot
 the memory model's reorderings, the hardware's rounding of special functions or speed: the
 CUDA tests on a GPU remain what makes the kernels "verified".
 
-The last section runs the first piece of the Hopper emulation, the mbarrier / named-barrier
-synchronisation, under CUTLASS's own PipelineAsync, and shows each protocol misuse reported.
+The last sections run the first pieces of the Hopper emulation: the mbarrier / named-barrier
+synchronisation under CUTLASS's own PipelineAsync, and TMA (tensor maps encoded by a stand-in
+for cuTensorMapEncodeTiled, swizzled box loads completing on an mbarrier, clipped stores) under
+CuTe's own make_tma_copy, each protocol misuse shown reported.
 """
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -69,7 +72,7 @@ def emulated():
     cutlass = Path(cutlass_library.__file__).parent / "source" / "include"
     here = ROOT / "tests" / "emulated"
     sources = ["module.cpp", "planted_bugs.cpp", "flash_fwd.cpp", "flash_bwd.cpp", "mix_heads.cpp", "decode.cpp",
-               "append.cpp", "sync_sm90.cpp"]
+               "append.cpp", "sync_sm90.cpp", "tma_sm90.cpp", "tensor_map.cpp"]
     # The emulated atoms (here/include) come before CuTe's own headers, which they include_next.
     module = load(name="headmix_emulated_kernels", sources=[str(here / s) for s in sources] +
                   [str(ROOT / "csrc" / "checks.cpp")],
@@ -456,3 +459,202 @@ def test_async_proxy_read_without_fence_is_reported(emulated, scenario):
     with pytest.raises(RuntimeError, match=r"TMA store source reads shared offset \d+ through the async proxy after a "
                                            r"plain write by thread \d+ with no fence.proxy.async between"):
         emulated.sync_sm90(scenario, torch.randn(1, 64))
+
+
+# ---------------------------------------------------------------- Hopper TMA
+
+# tma_sm90::Scenario in tests/emulated/tma_sm90.cpp.
+(ROUND_TRIP, EXPECT_TOO_FEW, EXPECT_TOO_MANY, WAIT_BEFORE_ISSUE, NEVER_ISSUED, SYNC_INSTEAD_OF_WAIT,
+ OVERWRITE_BEFORE_STORE_WAIT, UNCHECKED_ENCODE, NEVER_WAITED, STORE_NEVER_WAITED, MISALIGNED_TILE) = range(11)
+TMA_ROWS = 64  # rows of a CTA's tile
+
+
+def tma_operand(batch, seqlen, heads, head_dim):
+    """x [B, S, H, d] and out, a view of the first S rows of a NaN buffer with 8 rows more, so a
+    store that is not clipped at S shows."""
+    x = torch.randn(batch, seqlen, heads, head_dim).bfloat16()
+    padded = torch.full((batch, seqlen + 8, heads, head_dim), float("nan"), dtype=torch.bfloat16)
+    return x, padded, padded[:, :seqlen]
+
+
+def zero_padded_tiles(x):
+    """[CTAs, 64, d]: tile (b, h, m) holds rows m*64 .. m*64+63 of x[b, :, h], zeros past S;
+    CTAs in grid order (tile fastest, then head, batch)."""
+    batch, seqlen, heads, head_dim = x.shape
+    tiles = -(-seqlen // TMA_ROWS)
+    rows = torch.zeros(batch, tiles * TMA_ROWS, heads, head_dim, dtype=x.dtype)
+    rows[:, :seqlen] = x
+    return rows.view(batch, tiles, TMA_ROWS, heads, head_dim).permute(0, 3, 1, 2, 4).reshape(-1, TMA_ROWS, head_dim)
+
+
+def swizzled_tiles(x):
+    """What each CTA's shared tile must hold, byte for byte, from the definitions alone: the
+    64-column boxes of 64 rows x 128 bytes one after the other, each row's 16-byte chunks
+    permuted by the 128-byte swizzle (byte address bits 4-6 ^= bits 7-9). As int16 words."""
+    head_dim = x.shape[-1]
+    row = torch.arange(TMA_ROWS)[:, None]
+    col = torch.arange(head_dim)[None, :]
+    address = 2 * ((col // 64) * TMA_ROWS * 64 + row * 64 + col % 64)
+    address = address ^ (((address >> 7) & 7) << 4)
+    values = zero_padded_tiles(x).reshape(-1, TMA_ROWS * head_dim)
+    image = torch.zeros(values.shape[0], TMA_ROWS * head_dim, dtype=torch.int16)
+    image[:, (address // 2).flatten()] = values.view(torch.int16)
+    return image
+
+
+def tma_round_trip(emulated, scenario, x, out):
+    """(shared tile bytes as int16 words, the tile through SmemTile, out after the store)."""
+    image, values = emulated.tma_sm90(scenario, x, out)
+    return image.view(torch.int16), values, out.clone()
+
+
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_tma_round_trip_places_swizzled_boxes_and_clips_the_tail(emulated, head_dim):
+    """make_tma_copy + tma_partition as the sm90 forward uses them: the loaded tiles sit in shared
+    memory exactly where the 128-byte swizzle puts them, which is where CuTe's SmemTile layout
+    (the kernels' and wgmma's view) looks for them; rows past S read as zero; the store writes
+    every row of out and none past S. S = 100: the second tile has 36 rows."""
+    x, padded, out = tma_operand(2, 100, 3, head_dim)
+    image, values, stored = under_every_schedule(emulated, lambda: tma_round_trip(emulated, ROUND_TRIP, x, out))
+    assert torch.equal(image, swizzled_tiles(x)), "shared-memory bytes differ from the swizzled placement"
+    assert torch.equal(values.view(torch.int16), zero_padded_tiles(x).view(torch.int16)), "tile through SmemTile"
+    assert torch.equal(stored.view(torch.int16), x.view(torch.int16)), "stored rows"
+    assert padded[:, 100:].isnan().all(), "the store wrote rows past S"
+
+
+# scenario -> the report.
+TMA_MISUSES = {
+    EXPECT_TOO_FEW: r"complete_tx of 8192 bytes exceeds what the mbarrier at shared offset 16384 \(phase 0, 0 of 1 "
+                    r"arrivals and -128 transaction bytes outstanding\) was told to expect .*: the whole box of a TMA "
+                    r"load \(8192 bytes, zero fill included\)",
+    EXPECT_TOO_MANY: r"deadlock: .*\(thread 0 waits for parity 0 of the mbarrier at shared offset 16384 \(phase 0, 0 "
+                     r"of 1 arrivals and 128 transaction bytes outstanding\)\)",
+    WAIT_BEFORE_ISSUE: r"deadlock: .*\(thread 0 waits for parity 0 of the mbarrier at shared offset 16384 \(phase 0, "
+                       r"1 of 1 arrivals and 0 transaction bytes outstanding\)\)",
+    NEVER_ISSUED: r"deadlock: .*\(thread 0 waits for parity 0 of the mbarrier at shared offset 16384 \(phase 0, 1 of "
+                  r"1 arrivals and 0 transaction bytes outstanding\)\)",
+    STORE_NEVER_WAITED: "thread 0 exited with TMA stores whose shared-memory reads it never waited for",
+    MISALIGNED_TILE: "cp.async.bulk.tensor load with a shared-memory box at offset 64, not 128-byte aligned",
+}
+
+
+@pytest.mark.parametrize("scenario", TMA_MISUSES)
+def test_tma_misuse_is_reported(emulated, schedule, scenario):
+    x, _, out = tma_operand(1, 70, 2, 128)
+    with pytest.raises(RuntimeError, match=TMA_MISUSES[scenario]):
+        emulated.tma_sm90(scenario, x, out)
+
+
+def test_tma_load_never_waited_for_is_reported(emulated):
+    """Under the late schedule a load lands only when a thread needs it; one nobody waits for never does."""
+    x, _, out = tma_operand(1, 70, 2, 128)
+    with pytest.raises(RuntimeError, match="the CTA exited with TMA loads completing on the mbarrier at shared offset "
+                                           "16384 that no thread waited for"):
+        emulated.tma_sm90(NEVER_WAITED, x, out)
+
+
+@pytest.mark.parametrize("scenario", [SYNC_INSTEAD_OF_WAIT, OVERWRITE_BEFORE_STORE_WAIT])
+def test_tma_missing_waits_change_results_between_schedules(emulated, scenario):
+    """The tile read after __syncthreads instead of the mbarrier wait; the tile overwritten before
+    tma_store_wait: the data moves at issue under one schedule and as late as allowed under the other."""
+    x, _, out = tma_operand(1, 70, 2, 128)
+    with pytest.raises(AssertionError, match="results differ between schedules"):
+        under_every_schedule(emulated, lambda: tma_round_trip(emulated, scenario, x, out))
+
+
+# violation in tma_encode_violation (tests/emulated/tma_sm90.cpp) -> the stand-in's reason.
+ENCODE_VIOLATIONS = {
+    1: "tensorMap must be 64-byte aligned",
+    2: "tensorRank 0 outside 1..5",
+    3: "tensorRank 6 outside 1..5",
+    4: "globalAddress must be 16-byte aligned",
+    5: r"globalDim\[1\] = 0 outside 1..2\^32",
+    6: r"globalDim\[1\] = 4294967297 outside 1..2\^32",
+    7: r"globalStrides\[0\] = 200 bytes must be a multiple of 16 below 2\^40",
+    8: r"globalStrides\[0\] = 1099511627776 bytes must be a multiple of 16 below 2\^40",
+    9: r"boxDim\[1\] = 257 outside 1..256",
+    10: "the box's inner dimension of 256 bytes exceeds the 128-byte swizzle span",
+    11: r"boxDim\[0\] x element size = 8 bytes must be a multiple of 16",
+    12: r"elementStrides\[1\] = 9 outside 1..8",
+    13: r"elementStrides\[1\] = 0 outside 1..8",
+    14: "globalAddress must be 32-byte aligned",
+    15: "interleave 32B requires swizzle 32B",
+    16: "tensorRank must be at least 3 with interleave",
+    17: "oobFill NAN_REQUEST_ZERO_FMA needs a floating-point tensorDataType",
+}
+CUDA_ERROR_INVALID_VALUE = 1
+
+
+def test_tensor_map_encode_accepts_a_valid_map(emulated):
+    assert tuple(emulated.tma_encode_violation(0)) == (0, "")
+
+
+@pytest.mark.parametrize("violation", ENCODE_VIOLATIONS)
+def test_tensor_map_encode_refuses_what_the_driver_refuses(emulated, violation):
+    result, reason = emulated.tma_encode_violation(violation)
+    assert result == CUDA_ERROR_INVALID_VALUE
+    assert re.fullmatch("cuTensorMapEncodeTiled: " + ENCODE_VIOLATIONS[violation], reason), reason
+
+
+def misaligned_rows(seqlen=70, heads=2, head_dim=64):
+    """x whose rows are H*d + 1 elements apart: a row stride of 258 bytes, not a multiple of 16."""
+    storage = torch.randn(1, seqlen, heads * head_dim + 1).bfloat16()
+    x = storage[..., :heads * head_dim].unflatten(-1, (heads, head_dim))
+    return x, torch.full_like(x, float("nan"))
+
+
+def test_tma_operand_the_driver_would_refuse_is_a_launcher_error(emulated):
+    """sm90/launch.h's encodable() turns it into cudaErrorInvalidValue (1) before any descriptor is built."""
+    x, out = misaligned_rows()
+    with pytest.raises(RuntimeError, match="tma round trip: the launcher returned error 1"):
+        emulated.tma_sm90(ROUND_TRIP, x, out)
+
+
+def test_unencoded_tensor_map_is_reported_when_used(emulated):
+    """Without the launcher's check the stand-in refuses the encode, CuTe prints the error and goes on
+    with a zeroed descriptor (as a -DNDEBUG GPU build does), and the kernel's first use reports it."""
+    x, out = misaligned_rows()
+    with pytest.raises(RuntimeError, match=r"prefetch.tensormap with a tensor map that no successful "
+                                           r"cuTensorMapEncodeTiled wrote \(was the encode's error ignored\?\)"):
+        emulated.tma_sm90(UNCHECKED_ENCODE, x, out)
+
+
+def strided_bf16(shape, strides, offset=0):
+    """A bf16 tensor of fresh random values with exactly these element strides and storage offset."""
+    size = offset + 1 + sum((n - 1) * s for n, s in zip(shape, strides, strict=True))
+    return torch.randn(size).bfloat16().as_strided(shape, strides, offset)
+
+
+# name: (shape [B, S, H, d], element strides, storage offset, whether the driver encodes it).
+# Strides of size-1 dims are never stepped along: TmaOperand (sm90/launch.h) gives them the
+# packed stride, so whatever PyTorch left there must not matter.
+TMA_OPERANDS = {
+    "contiguous": ((2, 70, 2, 64), (8960, 128, 64, 1), 0, True),
+    "heads padded to 72 (144-byte stride)": ((2, 70, 2, 64), (10080, 144, 72, 1), 0, True),
+    "batches 16 bytes apart more than packed": ((2, 70, 2, 64), (8968, 128, 64, 1), 0, True),
+    "one head, head stride 7": ((2, 70, 1, 64), (4480, 64, 7, 1), 0, True),
+    "one batch, batch stride 3": ((1, 70, 2, 64), (3, 128, 64, 1), 0, True),
+    "one row, row stride 5": ((2, 1, 2, 64), (128, 5, 64, 1), 0, True),
+    "row stride 129 (258 bytes)": ((2, 70, 2, 64), (9030, 129, 64, 1), 0, False),
+    "head stride 65 (130 bytes)": ((2, 70, 2, 64), (9100, 130, 65, 1), 0, False),
+    "batch stride 8961": ((2, 70, 2, 64), (8961, 128, 64, 1), 0, False),
+    "address 2 bytes past a 16-byte boundary": ((2, 70, 2, 64), (8960, 128, 64, 1), 1, False),
+}
+
+
+@pytest.mark.parametrize("case", TMA_OPERANDS)
+def test_launcher_check_refuses_exactly_what_the_driver_refuses(emulated, case):
+    """TmaOperand::encodable() against the cuTensorMapEncodeTiled stand-in, on the tensors the
+    bindings may pass: what it accepts encodes and round-trips, what it refuses is a launcher
+    error, and encoding it anyway is refused by the driver (reported at the descriptor's first use)."""
+    shape, strides, offset, encodable = TMA_OPERANDS[case]
+    x = strided_bf16(shape, strides, offset)
+    out = torch.full(shape, float("nan"), dtype=torch.bfloat16)
+    if encodable:
+        emulated.tma_sm90(ROUND_TRIP, x, out)
+        assert torch.equal(out.view(torch.int16), x.view(torch.int16))
+        return
+    with pytest.raises(RuntimeError, match="tma round trip: the launcher returned error 1"):
+        emulated.tma_sm90(ROUND_TRIP, x, out)
+    with pytest.raises(RuntimeError, match="prefetch.tensormap with a tensor map that no successful"):
+        emulated.tma_sm90(UNCHECKED_ENCODE, x, out)

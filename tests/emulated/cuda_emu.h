@@ -68,7 +68,7 @@ namespace emu {
 // How a launch is scheduled (see the header comment).
 struct Schedule {
   bool reverse_threads = false;  // run threads in decreasing order
-  bool early_cp_async = false;   // cp.async data lands at issue instead of at its wait
+  bool early_cp_async = false;   // cp.async (and TMA, tma_sm90.h) data lands at issue instead of at its wait
 };
 
 // A vector clock: per thread of the CTA, the last of its accesses that is ordered before.
@@ -109,6 +109,9 @@ struct Fiber {
   std::deque<std::vector<Copy16>> committed;  // cp.async groups, oldest first
   std::vector<Copy16> open_group;
   std::string blocked_on;  // a named-barrier or mbarrier wait, for the deadlock report
+  // TMA stores (tma_sm90.h) by bulk async-group, oldest first: each reads shared memory when it runs.
+  std::deque<std::vector<std::function<void()>>> bulk_committed;
+  std::vector<std::function<void()>> bulk_open;
 };
 
 // An mbarrier (sync_sm90.h): arrivals still expected in the current phase, the transaction
@@ -120,6 +123,7 @@ struct MBarrier {
   Barrier gate;  // its generation advances with the phase, to wake the waiting fibers
   Clock accumulated;            // arrivals (and transaction sources) of the current phase
   std::array<Clock, 2> completed;  // by parity: the join of the last completed phase of that parity
+  std::vector<std::function<void()>> deferred_tx;  // TMA loads not landed yet (tma_sm90.h)
 };
 
 // One of the 16 named barriers (bar.sync / bar.arrive with an id and a thread count).
@@ -292,6 +296,21 @@ inline std::string describe_deadlock() {
   return out;
 }
 
+// TMA loads not landed yet (tma_sm90.h, late schedule) land when no thread can move without
+// them: the latest point the PTX ISA allows. Returns whether there were any.
+inline bool land_deferred_tx() {
+  bool any = false;
+  for (auto& [offset, m] : rt().mbarriers) {
+    auto work = std::move(m.deferred_tx);
+    m.deferred_tx.clear();
+    for (auto& land : work) land();
+    // Its waiters look again (and say afresh what they wait for) even if the phase did not complete.
+    if (!work.empty()) ++m.gate.generation;
+    any = any || !work.empty();
+  }
+  return any;
+}
+
 // Runs one CTA to completion; throws on a deadlock, an exception in any thread, or cp.async
 // copies never waited for.
 inline void run_cta(uint3 block_idx, int threads) {
@@ -323,6 +342,8 @@ inline void run_cta(uint3 block_idx, int threads) {
     f.committed.clear();
     f.open_group.clear();
     f.blocked_on.clear();
+    f.bulk_committed.clear();
+    f.bulk_open.clear();
   }
   ucontext_t here;
   for (bool live = true; live;) {
@@ -349,11 +370,22 @@ inline void run_cta(uint3 block_idx, int threads) {
       if (!f.error.empty()) fail("block (" + std::to_string(block_idx.x) + "," + std::to_string(block_idx.y) + "," +
                                  std::to_string(block_idx.z) + ") thread " + std::to_string(f.id) + ": " + f.error);
     }
-    if (live && r.progress == before) fail(describe_deadlock());
+    if (live && r.progress == before && !land_deferred_tx()) fail(describe_deadlock());
   }
   for (int t = 0; t < threads; ++t) {
     if (!r.fibers[t]->committed.empty() || !r.fibers[t]->open_group.empty()) {
       fail("thread " + std::to_string(t) + " exited with cp.async copies never waited for");
+    }
+    bool stores = !r.fibers[t]->bulk_open.empty();
+    for (const auto& group : r.fibers[t]->bulk_committed) stores = stores || !group.empty();
+    if (stores) {
+      fail("thread " + std::to_string(t) + " exited with TMA stores whose shared-memory reads it never waited for");
+    }
+  }
+  for (const auto& [offset, m] : r.mbarriers) {
+    if (!m.deferred_tx.empty()) {
+      fail("the CTA exited with TMA loads completing on the mbarrier at shared offset " + std::to_string(offset) +
+           " that no thread waited for");
     }
   }
 }

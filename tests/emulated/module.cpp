@@ -3,8 +3,11 @@
 // make, and one function per launch file.
 #include "harness.h"
 
+// 1024-byte aligned, the period of the 128-byte swizzle: CuTe's swizzled shared-memory views
+// permute host address bits, TMA (and wgmma) shared-window address bits; they agree only if the
+// window starts on such a boundary (tests/test_kernels_emulated.py's TMA round trip checks it).
 extern "C" {
-alignas(128) unsigned char emu_shared_memory[emu::kSharedMemoryBytes];
+alignas(1024) unsigned char emu_shared_memory[emu::kSharedMemoryBytes];
 }
 
 namespace headmix::kernels {
@@ -38,6 +41,8 @@ void emulated_kv_cache_append(const at::Tensor&, const at::Tensor&, at::Tensor&,
                               const std::optional<at::Tensor>&, const std::optional<at::Tensor>&);
 at::Tensor planted_bug(int64_t bug, const at::Tensor& in);
 at::Tensor sync_sm90_scenario(int64_t scenario, const at::Tensor& in);
+std::vector<at::Tensor> tma_sm90_scenario(int64_t scenario, const at::Tensor& x, const at::Tensor& out);
+std::tuple<int64_t, std::string> tma_encode_violation(int64_t violation);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_schedule", [](bool reverse_threads, bool early_cp_async) {
@@ -51,4 +56,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("kv_cache_append", &emulated_kv_cache_append);
   m.def("planted_bug", &planted_bug);
   m.def("sync_sm90", &sync_sm90_scenario);
+  m.def("tma_sm90", &tma_sm90_scenario);
+  m.def("tma_encode_violation", &tma_encode_violation);
 }
