@@ -209,6 +209,16 @@ rules(FLASH, {
 })
 rules(FLASH, device_rules(FLASH, ("k", "v"), "q", "q"), needs_cuda=True)
 
+# The softmax scale (csrc/attention_scale.h), for every attention op.
+SCALE_RULES = {
+    "negative scale": (lambda d: dict(scale=-0.5),
+                       "scale must be a positive finite number (or None for 1/sqrt(d)), got -0.5"),
+    "zero scale": (lambda d: dict(scale=0.0), "scale must be a positive finite number (or None for 1/sqrt(d)), got 0"),
+    "infinite scale": (lambda d: dict(scale=float("inf")),
+                       "scale must be a positive finite number (or None for 1/sqrt(d)), got inf"),
+}
+rules(FLASH + ("vhead_decode",), SCALE_RULES)
+
 rules(("flash_attn_bwd",), {
     "out shape": (lambda d: dict(out=randn(2, 5, 4, 7, device=d)),
                   "out must be [B, S_q, H, d_v] = [2, 5, 4, 8], got shape [2, 5, 4, 7]"),

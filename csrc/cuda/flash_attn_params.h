@@ -71,9 +71,6 @@ inline kernels::FlashAttnParams attn_params(const AttnDims& dims, const at::Tens
   p.v_row_stride = v.stride(1);
   p.v_head_stride = v.stride(2);
   p.scale = float(attention_scale(scale, dims.head_dim));
-  // The kernels take row maxima of the raw scores, which needs an order-preserving scale.
-  TORCH_CHECK(p.scale > 0.f && std::isfinite(p.scale), "scale must be positive and finite on CUDA, got ",
-              scale ? *scale : 0.0);
   // Windows wider than both sequences are unbounded; this keeps the kernels' ints small.
   const int64_t span = dims.seqlen_q + dims.seqlen_k;
   p.window_left = window_left > span ? -1 : window_left;

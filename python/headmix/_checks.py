@@ -11,6 +11,7 @@ requires the same error from both sides; a rule added to one side only fails it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -137,6 +138,13 @@ def check_flash_attn(q, k, v, window_left: int, window_right: int) -> AttnDims:
     require(window_left >= -1 and window_right >= -1,
             f"window_left/window_right must be >= -1 (-1 = unbounded), got ({window_left}, {window_right})")
     return AttnDims(batch, q.shape[1], k.shape[1], q.shape[2], k.shape[2], q.shape[3], v.shape[3])
+
+
+def check_softmax_scale(scale) -> None:
+    """csrc/attention_scale.h: the kernels' online softmax needs a positive finite scale."""
+    if scale is not None:  # C++ prints doubles as %g
+        require(math.isfinite(scale) and scale > 0,
+                f"scale must be a positive finite number (or None for 1/sqrt(d)), got {scale:g}")
 
 
 def check_flash_attn_bwd(dims: AttnDims, dout, out, lse, dlse) -> None:

@@ -82,6 +82,7 @@ def flash_attn(q, k, v, *, scale=None, causal=False, window=(-1, -1), return_lse
 
 @torch.library.register_fake("headmix::flash_attn_fwd")
 def _flash_attn_fwd_fake(q, k, v, scale=None, causal=False, window_left=-1, window_right=-1):
+    _checks.check_softmax_scale(scale)
     out_shape, lse_shape = _shapes.attention_shapes(q, k, v, window_left, window_right)
     return q.new_empty(out_shape), q.new_empty(lse_shape, dtype=_shapes.lse_dtype(q.dtype))
 
@@ -90,6 +91,7 @@ def _flash_attn_fwd_fake(q, k, v, scale=None, causal=False, window_left=-1, wind
 def _flash_attn_bwd_fake(dout, q, k, v, out, lse, dlse, scale, causal, window_left, window_right):
     dims = _checks.check_flash_attn(q, k, v, window_left, window_right)
     _checks.check_flash_attn_bwd(dims, dout, out, lse, dlse)
+    _checks.check_softmax_scale(scale)
     # The kernels return contiguous gradients, whatever the inputs' strides.
     return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
 
@@ -191,6 +193,7 @@ def _vhead_decode_fake(q, k_cache, v_cache, cache_seqlens, w_k=None, w_v=None, b
                        scale=None, causal=True, window_left=-1):
     out_shape, lse_shape = _shapes.decode_shapes(q, k_cache, v_cache, cache_seqlens, w_k, w_v, block_table,
                                                  window_left)
+    _checks.check_softmax_scale(scale)
     return q.new_empty(out_shape), q.new_empty(lse_shape, dtype=_shapes.lse_dtype(q.dtype))
 
 
