@@ -1,9 +1,11 @@
-// CPU binding of mix_heads and its backward: checks -> the ATen implementation (aten/mix_heads.h).
+// CPU binding of mix_heads and its backward: checks -> the ATen forward (aten/mix_heads.h) and
+// the blocked host backward (cpu/mix_heads_backward.h).
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
 #include "aten/mix_heads.h"
 #include "checks.h"
+#include "cpu/mix_heads_backward.h"
 #include "registration.h"
 
 namespace headmix::cpu {
@@ -22,7 +24,7 @@ std::tuple<std::optional<at::Tensor>, std::optional<at::Tensor>> mix_heads_backw
     int64_t pos_offset, bool need_dx, bool need_dw) {
   check_mix_heads(x, w, pseudo, cos, sin, pos_offset);
   check_mix_heads_grad(grad, x, w);
-  return aten::mix_heads_backward(grad, x, w, pseudo, cos, sin, pos_offset, need_dx, need_dw);
+  return mix_heads_backward_blocked(grad, x, w, pseudo, cos, sin, pos_offset, need_dx, need_dw);
 }
 
 }  // namespace
