@@ -2,7 +2,6 @@
 // Row addressing of contiguous [B, T_max, H', d] and paged [num_blocks, block_size, H', d]
 // KV caches with ATen ops (any device), and the rebuild of composite heads from virtual ones.
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 
 #include <array>
 #include <cstring>
@@ -21,9 +20,9 @@ inline at::Tensor gather_pages(const at::Tensor& cache, const at::Tensor& table,
   const auto* src = static_cast<const char*>(cache.const_data_ptr());
   auto* dst = static_cast<char*>(pages.mutable_data_ptr());
   const auto* index = table.const_data_ptr<int64_t>();
-  at::parallel_for(0, table.size(0), 16, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) std::memcpy(dst + i * page_bytes, src + index[i] * page_bytes, page_bytes);
-  });
+  // One thread: the copy is bound by memory bandwidth, and a parallel region costs a scheduler
+  // tick whenever the machine is loaded.
+  for (int64_t i = 0; i < table.size(0); ++i) std::memcpy(dst + i * page_bytes, src + index[i] * page_bytes, page_bytes);
   return pages;
 }
 

@@ -36,8 +36,8 @@ std::tuple<at::Tensor, at::Tensor> attention_dense(const at::Tensor& q, const at
 namespace {
 
 // Rows per attention call over a paged cache: each chunk's pages are gathered just before it is
-// read, so the copy never holds the whole sequence. A contiguous cache is read in place in one
-// call. Not smaller: ATen's CPU flash kernel pays per call (at S_q = 4, 8 heads, d = 64,
+// read, so the copy never holds the whole sequence (a chunk holds at least S_q rows). A
+// contiguous cache is read in place in one call. Not smaller: ATen's CPU flash kernel pays per call (at S_q = 4, 8 heads, d = 64,
 // 16 calls over 2048 rows cost 4.7x one call over 32k, 4 calls over 8192 rows 1.26x).
 constexpr int64_t kPagedChunkRows = 8192;
 
@@ -78,23 +78,18 @@ std::tuple<at::Tensor, at::Tensor> vhead_decode(const DecodeDims& dims, const at
       return attend(q_b, keys.unsqueeze(0), values.unsqueeze(0), scale, chunk_causal, chunk_window, -1);
     };
     at::Tensor out_b, lse_b;
-    if (window_left >= 0) {
+    if (window_left >= 0 || !block_table) {
       std::tie(out_b, lse_b) = attend_rows(0, length, causal, window_left);
     } else {
-      // Without a window every query row sees all keys before the causal tail: rows
-      // [0, length - S_q + 1) in chunks without a mask, then the tail's S_q - 1 rows with the
-      // bottom-right causal mask (query s sees tail row r iff r < s), merged by lse.
-      const int64_t open_rows = causal ? std::max<int64_t>(0, length - dims.seqlen_q + 1) : length;
-      out_b = at::zeros({1, dims.seqlen_q, dims.heads, dims.head_dim_v}, q_b.options());
-      lse_b = at::full({1, dims.heads, dims.seqlen_q}, -std::numeric_limits<double>::infinity(), q_b.options());
-      const int64_t chunk = block_table ? kPagedChunkRows : std::max<int64_t>(open_rows, 1);
-      for (int64_t first = 0; first < open_rows; first += chunk) {
-        auto [chunk_out, chunk_lse] = attend_rows(first, std::min(chunk, open_rows - first), false, -1);
+      // A paged cache goes in chunks: the last chunk, which ends at row `length`, keeps the
+      // bottom-right causal mask; every query row sees all rows before it (the chunk holds at
+      // least S_q rows), so those chunks run unmasked. Partial results merge by lse.
+      const int64_t chunk = std::max(kPagedChunkRows, dims.seqlen_q);
+      const int64_t last_first = std::max<int64_t>(0, length - chunk);
+      std::tie(out_b, lse_b) = attend_rows(last_first, length - last_first, causal, -1);
+      for (int64_t first = 0; first < last_first; first += chunk) {
+        auto [chunk_out, chunk_lse] = attend_rows(first, std::min(chunk, last_first - first), false, -1);
         merge_partial(out_b, lse_b, chunk_out, chunk_lse);
-      }
-      if (open_rows < length) {
-        auto [tail_out, tail_lse] = attend_rows(open_rows, length - open_rows, true, -1);
-        merge_partial(out_b, lse_b, tail_out, tail_lse);
       }
     }
     out.narrow(0, b, 1).copy_(out_b);
