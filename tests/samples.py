@@ -95,7 +95,7 @@ def mix_heads_samples(device, dtype):
 
 
 def mix_heads_many_blocks_sample(device, dtype):
-    """More tokens than one block of the CPU backward (a 256 KiB buffer: 16 tokens at H_out = 64,
+    """More tokens than one block of the CPU forward and backward (a 256 KiB buffer: 16 tokens at H_out = 64,
     d = 64): several blocks per thread, a partial last block, blocks across the batch boundary,
     packed (strided) x and RoPE at pseudo positions. Too large for gradcheck."""
     return _mix_heads("many token blocks, P=8, rope, packed x", device, dtype, batch=2, tokens=37, heads_in=8,

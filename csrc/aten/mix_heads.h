@@ -1,6 +1,6 @@
 #pragma once
-// mix_heads and its backward with ATen ops on any device: the CPU binding's forward and the
-// CUDA binding's float64 path (no float64 kernels); the CPU backward is cpu/mix_heads_backward.h.
+// mix_heads and its backward with ATen ops on any device: the CUDA binding's float64 path (no
+// float64 kernels); the CPU binding runs cpu/mix_heads_blocked.h.
 // The caller has run check_mix_heads (and check_mix_heads_grad); nothing is checked again here.
 #include <ATen/ATen.h>
 
