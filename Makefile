@@ -65,10 +65,16 @@ gpu-check:
 gpu-check-dry-run:
 	GPU_CHECK_DRY_RUN=1 tools/gpu_check.sh
 
+# With a GPU: the three op benches. Without: the CPU suite (benchmarks/cpu_suite.py), headmix
+# over plain PyTorch for every op, layer and decode row, fp32 and bf16, JSON + PNG in
+# benchmarks/out/ (matplotlib draws the PNG; installed here when missing).
 bench: $(STAMP)
-	$(PY) benchmarks/bench_mix_heads.py
-	$(PY) benchmarks/bench_attention.py
-	$(PY) benchmarks/bench_decode.py
+	@if $(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then \
+	  $(PY) benchmarks/bench_mix_heads.py && $(PY) benchmarks/bench_attention.py && $(PY) benchmarks/bench_decode.py; \
+	else \
+	  $(PY) -c "import matplotlib" 2>/dev/null || $(PY) -m pip install -q matplotlib; \
+	  $(PY) benchmarks/cpu_suite.py; \
+	fi
 
 clean:
 	rm -rf build dist $(STAMP) $(CUDA_DEPS)

@@ -94,6 +94,14 @@ def mix_heads_samples(device, dtype):
                      heads_out=4, head_dim=8, pseudo=2, rotary_dim=8, packed=True)
 
 
+def mix_heads_many_blocks_sample(device, dtype):
+    """More tokens than one block of the CPU forward and backward (a 256 KiB buffer: 16 tokens at H_out = 64,
+    d = 64): several blocks per thread, a partial last block, blocks across the batch boundary,
+    packed (strided) x and RoPE at pseudo positions. Too large for gradcheck."""
+    return _mix_heads("many token blocks, P=8, rope, packed x", device, dtype, batch=2, tokens=37, heads_in=8,
+                      heads_out=64, head_dim=64, pseudo=8, rotary_dim=64, pos_offset=3, packed=True)
+
+
 # ---------------------------------------------------------------- flash attention
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from samples import input_grads, mix_heads_samples, to_float64, with_grad
+from samples import input_grads, mix_heads_many_blocks_sample, mix_heads_samples, to_float64, with_grad
 from tolerances import LOW_PRECISION, assert_close_f64, assert_within_2x_pytorch_error
 
 import headmix
@@ -74,6 +74,23 @@ def test_gradients_within_2x_pytorch_error(device, dtype):
         actual = input_grads(run, sample, ("x", "w"), grad)
         baseline = input_grads(run_reference, sample, ("x", "w"), grad)
         exact = input_grads(run_reference, to_float64(sample), ("x", "w"), grad.double())
+        assert_within_2x_pytorch_error(actual, baseline, exact, sample.name)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, *LOW_PRECISION])
+@pytest.mark.parametrize("broadcast_grad", [False, True], ids=["grad", "stride-0 grad"])
+def test_output_and_gradients_across_token_blocks(device, dtype, broadcast_grad):
+    sample = mix_heads_many_blocks_sample(device, dtype)
+    exact_sample = to_float64(sample)
+    grad = torch.randn_like(run(sample))
+    if broadcast_grad:  # the gradient of a sum over tokens: stride 0 along N
+        grad = grad[:, :1].expand_as(grad)
+    actual = (run(sample), *input_grads(run, sample, ("x", "w"), grad))
+    exact = (run_reference(exact_sample), *input_grads(run_reference, exact_sample, ("x", "w"), grad.double()))
+    if dtype == torch.float64:
+        assert_close_f64(actual, exact, sample.name)
+    else:
+        baseline = (run_reference(sample), *input_grads(run_reference, sample, ("x", "w"), grad))
         assert_within_2x_pytorch_error(actual, baseline, exact, sample.name)
 
 

@@ -145,3 +145,31 @@ def test_refuses_inputs_that_require_grad(device, name):
 def test_opcheck(device):
     for sample in vhead_decode_samples(device, torch.float32):
         torch.library.opcheck(ops.vhead_decode.default, sample.args)
+
+
+@pytest.mark.parametrize("virtual_heads", [None, 2], ids=["gqa", "mea"])
+def test_long_paged_cache_spanning_several_chunks(device, virtual_heads):
+    """A paged cache longer than one host gather chunk (8192 rows), pages in shuffled order, unused
+    rows NaN: the chunks' partial results merge to the reference, causal tail included (S_q = 3)."""
+    block_size, kv_heads, head_dim, lengths = 16, 2, 8, [8192 + 37, 5000]
+    cache_heads = virtual_heads or kv_heads
+    pages_per_seq = -(-max(lengths) // block_size)
+    order = torch.randperm(2 * pages_per_seq, device=device)
+    block_table = order.view(2, pages_per_seq).to(torch.int32)
+    k_cache, v_cache = (torch.full((2 * pages_per_seq, block_size, cache_heads, head_dim), float("nan"),
+                                   device=device, dtype=torch.float64) for _ in range(2))
+    for b, length in enumerate(lengths):
+        rows = torch.arange(length, device=device)
+        pages, offsets = block_table[b].long()[rows // block_size], rows % block_size
+        k_cache[pages, offsets] = torch.randn(length, cache_heads, head_dim, device=device, dtype=torch.float64)
+        v_cache[pages, offsets] = torch.randn(length, cache_heads, head_dim, device=device, dtype=torch.float64)
+    weights = {}
+    if virtual_heads:
+        weights = {name: torch.randn(virtual_heads, kv_heads, device=device, dtype=torch.float64)
+                   for name in ("w_k", "w_v")}
+    q = torch.randn(2, 3, 4, head_dim, device=device, dtype=torch.float64)
+    seqlens = torch.tensor(lengths, dtype=torch.int32, device=device)
+    args = (q, k_cache, v_cache, seqlens)
+    got = headmix.vhead_decode(*args, block_table=block_table, return_lse=True, **weights)
+    want = reference.vhead_decode(*args, block_table=block_table, **weights)
+    assert_close_f64(got, want, "long paged cache")

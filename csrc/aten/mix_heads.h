@@ -1,7 +1,7 @@
 #pragma once
-// mix_heads and its backward with ATen ops on any device: the CPU binding's implementation and
-// the CUDA binding's float64 path (no float64 kernels). The caller has run check_mix_heads
-// (and check_mix_heads_grad); nothing is checked again here.
+// mix_heads and its backward with ATen ops on any device: the CUDA binding's float64 path (no
+// float64 kernels); the CPU binding runs cpu/mix_heads_blocked.h.
+// The caller has run check_mix_heads (and check_mix_heads_grad); nothing is checked again here.
 #include <ATen/ATen.h>
 
 #include <optional>

@@ -10,9 +10,11 @@
 // scale, max, exp and sum of each score tile into one vectorised pass where the blockwise code
 // below makes one ATen call per step (benchmarks/README.md, "CPU profile").
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -97,6 +99,34 @@ bool aten_flash_covers(const at::Tensor& q, const at::Tensor& k, const at::Tenso
          q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1 && !at::isReducedFloatingType(q.scalar_type());
 }
 
+// Decode-sized causal queries (S_q <= kMaskedQueryRows, S_q <= S_k, so every row sees key 0):
+// ATen's kernel with an additive bottom-right mask [S_q, S_k], the same call SDPA makes for a
+// user's mask. The mask is no larger than a few rows of scores, and one kernel call replaces the
+// blockwise loop's per-step ATen calls and parallel regions. Forward only: the backward keeps
+// the blockwise loop for S_q != S_k.
+constexpr int64_t kMaskedQueryRows = 64;
+
+bool aten_flash_covers_with_mask(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool causal,
+                                 int64_t window_left) {
+  return causal && window_left < 0 && q.size(1) <= kMaskedQueryRows && q.size(1) <= k.size(1) &&
+         aten_flash_covers(q, k, v, /*causal=*/false, -1, -1);
+}
+
+// Filled by one serial loop: with ATen's arange/compare/masked_fill each of the three parallel
+// regions cost a scheduler tick on a loaded machine (8 ms each at S_k = 32k), more than the rows.
+at::Tensor bottom_right_mask(int64_t seqlen_q, int64_t seqlen_k, const at::TensorOptions& options) {
+  auto mask = at::empty({seqlen_q, seqlen_k}, options);
+  AT_DISPATCH_FLOATING_TYPES(mask.scalar_type(), "bottom_right_mask", [&] {
+    scalar_t* row = mask.mutable_data_ptr<scalar_t>();
+    for (int64_t i = 0; i < seqlen_q; ++i, row += seqlen_k) {
+      const int64_t last = i + seqlen_k - seqlen_q;  // the last key row i sees
+      std::fill(row, row + last + 1, scalar_t(0));
+      std::fill(row + last + 1, row + seqlen_k, -std::numeric_limits<scalar_t>::infinity());
+    }
+  });
+  return mask;
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> attention_forward(const at::Tensor& q, const at::Tensor& k,
@@ -106,6 +136,12 @@ std::tuple<at::Tensor, at::Tensor> attention_forward(const at::Tensor& q, const 
   if (aten_flash_covers(q, k, v, causal, window_left, window_right)) {
     auto [out, lse] = at::_scaled_dot_product_flash_attention_for_cpu(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), 0.0, causal, std::nullopt, scale);
+    return {out.transpose(1, 2).contiguous(), lse.contiguous()};
+  }
+  if (aten_flash_covers_with_mask(q, k, v, causal, window_left)) {
+    const auto mask = bottom_right_mask(q.size(1), k.size(1), q.options());
+    auto [out, lse] = at::_scaled_dot_product_flash_attention_for_cpu(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), 0.0, false, mask, scale);
     return {out.transpose(1, 2).contiguous(), lse.contiguous()};
   }
   const int64_t batch = q.size(0), seqlen_q = q.size(1), heads = q.size(2);

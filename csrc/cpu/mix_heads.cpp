@@ -1,9 +1,10 @@
-// CPU binding of mix_heads and its backward: checks -> the ATen implementation (aten/mix_heads.h).
+// CPU binding of mix_heads and its backward: checks -> the blocked host implementation
+// (cpu/mix_heads_blocked.h).
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include "aten/mix_heads.h"
 #include "checks.h"
+#include "cpu/mix_heads_blocked.h"
 #include "registration.h"
 
 namespace headmix::cpu {
@@ -13,7 +14,7 @@ at::Tensor mix_heads(const at::Tensor& x, const at::Tensor& w, int64_t pseudo,
                      const std::optional<at::Tensor>& cos, const std::optional<at::Tensor>& sin,
                      int64_t pos_offset) {
   check_mix_heads(x, w, pseudo, cos, sin, pos_offset);
-  return aten::mix_heads(x, w, pseudo, cos, sin, pos_offset);
+  return mix_heads_blocked(x, w, pseudo, cos, sin, pos_offset);
 }
 
 std::tuple<std::optional<at::Tensor>, std::optional<at::Tensor>> mix_heads_backward(
@@ -22,7 +23,7 @@ std::tuple<std::optional<at::Tensor>, std::optional<at::Tensor>> mix_heads_backw
     int64_t pos_offset, bool need_dx, bool need_dw) {
   check_mix_heads(x, w, pseudo, cos, sin, pos_offset);
   check_mix_heads_grad(grad, x, w);
-  return aten::mix_heads_backward(grad, x, w, pseudo, cos, sin, pos_offset, need_dx, need_dw);
+  return mix_heads_backward_blocked(grad, x, w, pseudo, cos, sin, pos_offset, need_dx, need_dw);
 }
 
 }  // namespace
