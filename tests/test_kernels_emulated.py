@@ -69,7 +69,7 @@ def emulated():
     cutlass = Path(cutlass_library.__file__).parent / "source" / "include"
     here = ROOT / "tests" / "emulated"
     sources = ["module.cpp", "planted_bugs.cpp", "flash_fwd.cpp", "flash_bwd.cpp", "mix_heads.cpp", "decode.cpp",
-               "append.cpp", "sync_sm90.cpp"]
+               "append.cpp", "sync_sm90.cpp", "wgmma_sm90.cpp"]
     # The emulated atoms (here/include) come before CuTe's own headers, which they include_next.
     module = load(name="headmix_emulated_kernels", sources=[str(here / s) for s in sources] +
                   [str(ROOT / "csrc" / "checks.cpp")],
@@ -456,3 +456,107 @@ def test_async_proxy_read_without_fence_is_reported(emulated, scenario):
     with pytest.raises(RuntimeError, match=r"TMA store source reads shared offset \d+ through the async proxy after a "
                                            r"plain write by thread \d+ with no fence.proxy.async between"):
         emulated.sync_sm90(scenario, torch.randn(1, 64))
+
+
+# ---------------------------------------------------------------- Hopper wgmma, stmatrix, setmaxnreg
+
+# wgmma_sm90::Scenario and RegisterScenario in tests/emulated/wgmma_sm90.cpp.
+CORRECT_WGMMA, READ_BEFORE_WAIT, OVERWRITE_STAGE, WARP_SKIPS_WGMMA, WARP_EXITS, UNEMULATED_ATOM = range(6)
+KERNEL_SPLIT, OVERDRAW, NEVER_GRANTED, BAD_COUNT = range(4)
+WGMMA_CASES = ["SS bf16, B K-major, 128B swizzle", "SS f16, B MN-major, 128B swizzle",
+               "RS bf16, B MN-major, 128B swizzle", "RS f16, B K-major, N = 128, 128B swizzle",
+               "SS bf16, two warpgroups in M, 128B swizzle", "SS bf16, B K-major, 64B swizzle",
+               "SS f16, B MN-major, 64B swizzle", "SS bf16, B K-major, 32B swizzle",
+               "SS bf16, B MN-major, 32B swizzle", "SS bf16, B K-major, no swizzle",
+               "SS f16, B MN-major, no swizzle", "SS bf16, A and B MN-major, the dQ wgmma at d = 64"]
+# name: (M, N, K, dtype), as the cases in wgmma_sm90.cpp build them.
+WGMMA_SHAPES = dict(zip(WGMMA_CASES, [(64, 64, 64, torch.bfloat16), (64, 64, 64, torch.float16),
+                                      (64, 64, 64, torch.bfloat16), (64, 128, 64, torch.float16),
+                                      (128, 64, 64, torch.bfloat16), (64, 64, 32, torch.bfloat16),
+                                      (64, 64, 32, torch.float16), (64, 32, 32, torch.bfloat16),
+                                      (64, 32, 32, torch.bfloat16), (64, 32, 32, torch.bfloat16),
+                                      (64, 32, 32, torch.float16), (64, 64, 128, torch.bfloat16)]))
+
+
+def wgmma_operands(case, seed=0):
+    m, n, k, dtype = WGMMA_SHAPES[case]
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(m, k, generator=g).to(dtype), torch.randn(n, k, generator=g).to(dtype)
+
+
+def run_wgmma(emulated, case, scenario=CORRECT_WGMMA):
+    a, b = wgmma_operands(case)
+    return emulated.wgmma_gemm(WGMMA_CASES.index(case), scenario, a, b)
+
+
+def test_wgmma_cases_match_the_module(emulated):
+    assert emulated.wgmma_cases() == WGMMA_CASES
+
+
+@pytest.mark.parametrize("case", WGMMA_CASES)
+def test_wgmma_matches_float64_matmul(emulated, case):
+    """CuTe's GMMA atoms, TiledMMAs and descriptors as the sm90 kernels build them, on the
+    emulated wgmma (descriptors and fragments decoded per the PTX ISA): C = A B^T, read through
+    CuTe's accumulator partition, agrees with a float64 matmul within twice the error of
+    PyTorch's fp32-accumulated matmul of the same inputs; the stmatrix epilogue stores exactly the rounded accumulator."""
+    a, b = wgmma_operands(case)
+    c, c16, issued = under_every_schedule(emulated, lambda: tuple(emulated.wgmma_gemm(WGMMA_CASES.index(case),
+                                                                                     CORRECT_WGMMA, a, b)))
+    m, n, k, _ = WGMMA_SHAPES[case]
+    warpgroups = m // 64 * (2 if "dQ" in case else 1)
+    assert issued.item() == warpgroups * (k // 16), "every wgmma of the GEMM went through the emulation"
+    exact = a.double() @ b.double().T
+    baseline = a.float() @ b.float().T  # PyTorch with wgmma's fp32 accumulation
+    assert_within_2x_pytorch_error(c, baseline, exact, case)
+    assert torch.equal(c16, c.to(c16.dtype)), f"{case}: stmatrix stored other values than the accumulator"
+
+
+def test_accumulator_read_before_the_wait_is_nan(emulated):
+    c, _, _ = run_wgmma(emulated, WGMMA_CASES[0], READ_BEFORE_WAIT)
+    assert c.isnan().all()
+
+
+def test_stage_overwritten_before_retire_is_reported(emulated):
+    with pytest.raises(RuntimeError, match=r"shared offset \d+, read by wgmma.mma_async.sync.aligned.m64n64k16.f32."
+                                           r"bf16.bf16 \(SS, A K-major, B K-major\) of warpgroup 0, changed between "
+                                           r"its issue and the wgmma.wait_group that retires it"):
+        run_wgmma(emulated, WGMMA_CASES[0], OVERWRITE_STAGE)
+
+
+def test_warp_skipping_the_wgmma_is_reported(emulated):
+    with pytest.raises(RuntimeError, match=r"warpgroup 0 meets at different instructions: threads 0-95 at wgmma.fence; "
+                                           r"threads 96-127 at wgmma.wait_group 0;"):
+        run_wgmma(emulated, WGMMA_CASES[0], WARP_SKIPS_WGMMA)
+
+
+def test_warp_exiting_before_the_wgmma_is_reported_as_a_deadlock(emulated):
+    with pytest.raises(RuntimeError, match=r"deadlock: .*warp 0: .* \(thread 0 waits at wgmma.fence for the rest of "
+                                           r"warpgroup 0\);.* warp 3: 0 at __syncthreads, 0 at a warp collective or "
+                                           r"__syncwarp, 32 exited;"):
+        run_wgmma(emulated, WGMMA_CASES[0], WARP_EXITS)
+
+
+def test_gmma_atom_outside_the_emulation_fails_when_run(emulated):
+    with pytest.raises(RuntimeError, match="not emulated: Attempting to use MMA_64x8x16_F32BF16BF16_SS"):
+        run_wgmma(emulated, WGMMA_CASES[0], UNEMULATED_ATOM)
+
+
+def test_setmaxnreg_moves_registers_between_warpgroups(emulated):
+    """The sm90 kernels' split: 384 threads start at 168 registers; the producer drops to 24,
+    the two consumers rise to 240."""
+    out = emulated.setmaxnreg(KERNEL_SPLIT)
+    assert out.tolist() == [24] * 128 + [240] * 256
+
+
+SETMAXNREG_MISUSES = {
+    OVERDRAW: r"deadlock: .*waits at setmaxnreg.inc.sync.aligned.u32 256",
+    NEVER_GRANTED: r"setmaxnreg.inc.sync.aligned.u32 256 in warpgroup 4 \(at 96 registers per thread\) can never be "
+                   r"granted: it needs 20480 registers; the CTA's pool holds 0",
+    BAD_COUNT: r"setmaxnreg.inc.sync.aligned.u32 100: the count must be a multiple of 8 in 24..256",
+}
+
+
+@pytest.mark.parametrize("scenario", SETMAXNREG_MISUSES)
+def test_setmaxnreg_misuse_is_reported(emulated, scenario):
+    with pytest.raises(RuntimeError, match=SETMAXNREG_MISUSES[scenario]):
+        emulated.setmaxnreg(scenario)

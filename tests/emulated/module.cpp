@@ -4,7 +4,9 @@
 #include "harness.h"
 
 extern "C" {
-alignas(128) unsigned char emu_shared_memory[emu::kSharedMemoryBytes];
+// 1024-byte aligned like the kernels' own shared storage: CuTe swizzles shared pointers on
+// their absolute address bits (the 128-byte swizzle repeats every 1024 bytes).
+alignas(1024) unsigned char emu_shared_memory[emu::kSharedMemoryBytes];
 }
 
 namespace headmix::kernels {
@@ -38,6 +40,9 @@ void emulated_kv_cache_append(const at::Tensor&, const at::Tensor&, at::Tensor&,
                               const std::optional<at::Tensor>&, const std::optional<at::Tensor>&);
 at::Tensor planted_bug(int64_t bug, const at::Tensor& in);
 at::Tensor sync_sm90_scenario(int64_t scenario, const at::Tensor& in);
+std::vector<std::string> wgmma_cases();
+std::vector<at::Tensor> wgmma_gemm(int64_t index, int64_t scenario, const at::Tensor& a, const at::Tensor& b);
+at::Tensor setmaxnreg_scenario(int64_t scenario);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_schedule", [](bool reverse_threads, bool early_cp_async) {
@@ -51,4 +56,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("kv_cache_append", &emulated_kv_cache_append);
   m.def("planted_bug", &planted_bug);
   m.def("sync_sm90", &sync_sm90_scenario);
+  m.def("wgmma_cases", &wgmma_cases);
+  m.def("wgmma_gemm", &wgmma_gemm);
+  m.def("setmaxnreg", &setmaxnreg_scenario);
 }
