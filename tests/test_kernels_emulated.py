@@ -13,8 +13,9 @@ accesses and deadlocks (each check is shown to fire by a planted bug). It cannot
 the memory model's reorderings, the hardware's rounding of special functions or speed: the
 CUDA tests on a GPU remain what makes the kernels "verified".
 
-The last section runs the first piece of the Hopper emulation, the mbarrier / named-barrier
-synchronisation, under CUTLASS's own PipelineAsync, and shows each protocol misuse reported.
+The Hopper sections run the mbarrier / named-barrier synchronisation under CUTLASS's own
+PipelineAsync, and the emulated wgmma, stmatrix and setmaxnreg under CuTe's own GMMA atoms and
+TiledMMAs as the sm90 kernels build them, and show each protocol misuse reported.
 """
 
 import os
@@ -461,7 +462,7 @@ def test_async_proxy_read_without_fence_is_reported(emulated, scenario):
 # ---------------------------------------------------------------- Hopper wgmma, stmatrix, setmaxnreg
 
 # wgmma_sm90::Scenario and RegisterScenario in tests/emulated/wgmma_sm90.cpp.
-CORRECT_WGMMA, READ_BEFORE_WAIT, OVERWRITE_STAGE, WARP_SKIPS_WGMMA, WARP_EXITS, UNEMULATED_ATOM = range(6)
+CORRECT_WGMMA, READ_BEFORE_WAIT, OVERWRITE_STAGE, WARP_SKIPS_WGMMA, WARP_EXITS, UNEMULATED_ATOM, OVERWRITE_A = range(7)
 KERNEL_SPLIT, OVERDRAW, NEVER_GRANTED, BAD_COUNT = range(4)
 WGMMA_CASES = ["SS bf16, B K-major, 128B swizzle", "SS f16, B MN-major, 128B swizzle",
                "RS bf16, B MN-major, 128B swizzle", "RS f16, B K-major, N = 128, 128B swizzle",
@@ -496,19 +497,34 @@ def test_wgmma_cases_match_the_module(emulated):
 @pytest.mark.parametrize("case", WGMMA_CASES)
 def test_wgmma_matches_float64_matmul(emulated, case):
     """CuTe's GMMA atoms, TiledMMAs and descriptors as the sm90 kernels build them, on the
-    emulated wgmma (descriptors and fragments decoded per the PTX ISA): C = A B^T, read through
-    CuTe's accumulator partition, agrees with a float64 matmul within twice the error of
-    PyTorch's fp32-accumulated matmul of the same inputs; the stmatrix epilogue stores exactly the rounded accumulator."""
+    emulated wgmma (descriptors and fragments decoded per the PTX ISA): C = 2 A B^T (a second
+    batch accumulates onto the first's retired result), read through CuTe's accumulator
+    partition, agrees with a float64 matmul within twice the error of PyTorch's fp32-accumulated
+    matmul of the same inputs; the stmatrix epilogue stores exactly the rounded accumulator."""
     a, b = wgmma_operands(case)
     c, c16, issued = under_every_schedule(emulated, lambda: tuple(emulated.wgmma_gemm(WGMMA_CASES.index(case),
                                                                                      CORRECT_WGMMA, a, b)))
     m, n, k, _ = WGMMA_SHAPES[case]
     warpgroups = m // 64 * (2 if "dQ" in case else 1)
-    assert issued.item() == warpgroups * (k // 16), "every wgmma of the GEMM went through the emulation"
-    exact = a.double() @ b.double().T
-    baseline = a.float() @ b.float().T  # PyTorch with wgmma's fp32 accumulation
+    assert issued.item() == 2 * warpgroups * (k // 16), "every wgmma of the GEMM went through the emulation"
+    exact = 2 * (a.double() @ b.double().T)
+    baseline = 2 * (a.float() @ b.float().T)  # PyTorch with wgmma's fp32 accumulation
     assert_within_2x_pytorch_error(c, baseline, exact, case)
     assert torch.equal(c16, c.to(c16.dtype)), f"{case}: stmatrix stored other values than the accumulator"
+
+
+def test_wgmma_chain_reuses_the_accumulator_as_operand_a(emulated):
+    """The forward's P V: S = Q K^T (SS, two warpgroups in M), rounded to bf16 in its registers
+    (P) and fed to the RS wgmma through acc_as_operand_a, against V's MN-major view. The
+    emulated RS wgmma reads A with the ISA's fragment layout, so O = P V checks the kernels'
+    regrouping of the accumulator against the ISA."""
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(rows, 64, generator=g).to(torch.bfloat16) for rows in (128, 64, 64))
+    p, o = under_every_schedule(emulated, lambda: tuple(emulated.wgmma_chain(q, k, v)))
+    exact_s = q.double() @ k.double().T
+    assert_within_2x_pytorch_error(p, (q.float() @ k.float().T).to(torch.bfloat16), exact_s, "P = round(Q K^T)")
+    # O from the P the kernel holds (its roundings may differ from PyTorch's near a tie).
+    assert_within_2x_pytorch_error(o, p.float() @ v.float(), p.double() @ v.double(), "O = P V")
 
 
 def test_accumulator_read_before_the_wait_is_nan(emulated):
@@ -521,6 +537,13 @@ def test_stage_overwritten_before_retire_is_reported(emulated):
                                            r"bf16.bf16 \(SS, A K-major, B K-major\) of warpgroup 0, changed between "
                                            r"its issue and the wgmma.wait_group that retires it"):
         run_wgmma(emulated, WGMMA_CASES[0], OVERWRITE_STAGE)
+
+
+def test_a_register_written_before_retire_is_reported(emulated):
+    with pytest.raises(RuntimeError, match=r"an A register of wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 \(RS, "
+                                           r"A K-major, B MN-major\) of warpgroup 0 was written before the "
+                                           r"wgmma.wait_group that retires it"):
+        run_wgmma(emulated, "RS bf16, B MN-major, 128B swizzle", OVERWRITE_A)
 
 
 def test_warp_skipping_the_wgmma_is_reported(emulated):

@@ -42,6 +42,7 @@ at::Tensor planted_bug(int64_t bug, const at::Tensor& in);
 at::Tensor sync_sm90_scenario(int64_t scenario, const at::Tensor& in);
 std::vector<std::string> wgmma_cases();
 std::vector<at::Tensor> wgmma_gemm(int64_t index, int64_t scenario, const at::Tensor& a, const at::Tensor& b);
+std::vector<at::Tensor> wgmma_chain(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 at::Tensor setmaxnreg_scenario(int64_t scenario);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -58,5 +59,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sync_sm90", &sync_sm90_scenario);
   m.def("wgmma_cases", &wgmma_cases);
   m.def("wgmma_gemm", &wgmma_gemm);
+  m.def("wgmma_chain", &wgmma_chain);
   m.def("setmaxnreg", &setmaxnreg_scenario);
 }

@@ -28,12 +28,13 @@ struct WgmmaInFlight {
   std::vector<uint32_t> smem_offsets;  // every 2-byte element it read, as read at issue
   std::vector<uint16_t> smem_values;
   std::vector<std::pair<float*, float>> results;  // each thread's D registers and their values
+  std::vector<std::pair<const uint32_t*, uint32_t>> a_registers;  // RS: each thread's A, as at issue
 };
 
 // What a thread leaves at a warpgroup wgmma.mma_async.
 struct WgmmaOperands {
   uint64_t desc_a = 0, desc_b = 0;  // shared-memory matrix descriptors (desc_a: SS only)
-  uint32_t a[4] = {};               // the A fragment (RS only)
+  const uint32_t* a[4] = {};        // the A fragment's registers (RS only)
   int scale_d = 1;
   std::array<float*, 128> d{};      // the D (= C) registers, up to N = 256
 };

@@ -1,7 +1,8 @@
 // The emulated wgmma, stmatrix and setmaxnreg (wgmma_sm90.h, setmaxnreg.h) under CuTe's own GMMA
 // and stmatrix atoms, built exactly as the sm90 kernels build them (sm90/flash_config.cuh):
-// C = A B^T over shared-memory tiles of every swizzle the descriptors encode, then the same
-// accumulator stored through stmatrix; plus tiny kernels that each plant one misuse.
+// C = 2 A B^T (two batches of wgmmas, the second accumulating onto the first's retired result)
+// over shared-memory tiles of every swizzle the descriptors encode, then the same accumulator
+// stored through stmatrix; plus tiny kernels that each plant one misuse.
 #include "harness.h"
 
 #include <cute/tensor.hpp>
@@ -23,6 +24,7 @@ enum Scenario {
   kWarpSkipsWgmma,       // warp 3 of the warpgroup skips the wgmma and goes to the wait
   kWarpExits,            // warp 3 of the warpgroup exits instead of issuing the wgmma
   kUnemulatedAtom,       // CuTe's own GMMA fma called directly
+  kOverwriteA,           // an A register (RS) rewritten between the wgmma's issue and its retire
 };
 
 // (kRows, kCols) tiles with kCols contiguous from one K-major swizzle atom; the 128-byte one is
@@ -79,7 +81,7 @@ struct Gemm {
 struct Params {
   const void* a;  // M x K, row-major
   const void* b;  // N x K, row-major
-  float* c;       // M x N, row-major: the accumulator
+  float* c;       // M x N, row-major: the accumulator, 2 A B^T
   void* c16;      // M x N: the accumulator rounded to the element type, stored through stmatrix
   int scenario;
 };
@@ -118,8 +120,16 @@ void gemm_kernel(const Params p) {
   if (p.scenario == kWarpExits && tid / 32 == 3) return;
   if (p.scenario != kWarpSkipsWgmma || tid / 32 != 3) wgmma_async<true>(mma, tCrA, tCrB, acc);
   if (p.scenario == kOverwriteStage && tid == 0) reinterpret_cast<uint16_t*>(smem.b.data())[5] ^= 1;
+  if constexpr (!is_same_v<typename decltype(tCrA)::value_type, GmmaDescriptor>) {
+    if (p.scenario == kOverwriteA && tid == 0) tCrA(0) = -tCrA(0);
+  }
   if (p.scenario == kReadBeforeWait) copy(acc, tCgC);
   wgmma_wait<0>(acc);
+  // Once more onto the retired accumulator (scale-d = 1, C from the registers): C = 2 A B^T.
+  if (p.scenario == kCorrect) {
+    wgmma_async<false>(mma, tCrA, tCrB, acc);
+    wgmma_wait<0>(acc);
+  }
   if (p.scenario != kReadBeforeWait) copy(acc, tCgC);
 
   // The kernels' epilogue: the accumulator rounded to 16 bits, stored through stmatrix.
@@ -129,6 +139,64 @@ void gemm_kernel(const Params p) {
   copy(sts, sts_thr.retile_S(rC), sts_thr.partition_D(sC));
   __syncthreads();
   for (int i = tid; i < size(sC); i += G::kThreads) gC16(i) = sC(i);
+}
+
+// The forward's register reuse: S = Q K^T (SS), P = S rounded to 16 bits and fed back as the A
+// operand of O = P V (RS) through acc_as_operand_a, V as the MN-major SmemTileT view; two
+// warpgroups stacked in M, d = 64, 64 keys.
+template <class Element>
+struct Chain {
+  static constexpr int kWarpGroups = 2, kM = 128, kKeys = 64, kHeadDim = 64, kThreads = 256;
+  using SmemQ = SmemTile<Element, kM, kHeadDim>;          // (M,d)
+  using SmemK = SmemTile<Element, kKeys, kHeadDim>;       // (keys,d); V alike
+  using SmemVt = SmemTileT<Element, kKeys, kHeadDim>;     // (d,keys)
+  using MmaQK = TiledMmaSS<Element, kWarpGroups, kKeys, kHeadDim>;
+  using MmaPV = TiledMmaRS<Element, kWarpGroups, kHeadDim, kKeys, GMMA::Major::MN>;
+  struct SharedStorage {
+    cute::array_aligned<Element, cute::cosize_v<SmemQ>, 1024> q;
+    cute::array_aligned<Element, cute::cosize_v<SmemK>, 1024> k;
+    cute::array_aligned<Element, cute::cosize_v<SmemK>, 1024> v;
+  };
+};
+
+template <class Element>
+void chain_kernel(const Element* q, const Element* k, const Element* v, Element* p, float* o) {
+  using C = Chain<Element>;
+  auto& smem = *reinterpret_cast<typename C::SharedStorage*>(emu::rt().smem);
+  const int tid = threadIdx.x;
+  using MD = Shape<Int<C::kM>, Int<C::kHeadDim>>;
+  using ND = Shape<Int<C::kKeys>, Int<C::kHeadDim>>;
+  Tensor gQ = make_tensor(make_gmem_ptr(q), make_layout(MD{}, LayoutRight{}));                     // (M,d)
+  Tensor gK = make_tensor(make_gmem_ptr(k), make_layout(ND{}, LayoutRight{}));                     // (keys,d)
+  Tensor gV = make_tensor(make_gmem_ptr(v), make_layout(ND{}, LayoutRight{}));                     // (keys,d)
+  Tensor gO = make_tensor(make_gmem_ptr(o), make_layout(MD{}, LayoutRight{}));                     // (M,d)
+  Tensor gP = make_tensor(make_gmem_ptr(p), make_layout(Shape<Int<C::kM>, Int<C::kKeys>>{}, LayoutRight{}));  // (M,keys)
+  Tensor sQ = make_tensor(make_smem_ptr(smem.q.data()), typename C::SmemQ{});                      // (M,d)
+  Tensor sK = make_tensor(make_smem_ptr(smem.k.data()), typename C::SmemK{});                      // (keys,d)
+  Tensor sV = make_tensor(make_smem_ptr(smem.v.data()), typename C::SmemK{});                      // (keys,d)
+  Tensor sVt = make_tensor(make_smem_ptr(smem.v.data()), typename C::SmemVt{});                    // (d,keys)
+  for (int i = tid; i < size(sQ); i += C::kThreads) sQ(i) = gQ(i);
+  for (int i = tid; i < size(sK); i += C::kThreads) sK(i) = gK(i);
+  for (int i = tid; i < size(sV); i += C::kThreads) sV(i) = gV(i);
+  __syncthreads();
+
+  typename C::MmaQK mma_qk;
+  typename C::MmaPV mma_pv;
+  auto thr_qk = mma_qk.get_thread_slice(tid);
+  auto thr_pv = mma_pv.get_thread_slice(tid);
+  Tensor tSrQ = thr_qk.partition_fragment_A(sQ);                                                  // (MMA,MMA_M,MMA_K)
+  Tensor tSrK = thr_qk.partition_fragment_B(sK);                                                  // (MMA,MMA_N,MMA_K)
+  Tensor tOrVt = thr_pv.partition_fragment_B(sVt);                                                // (MMA,MMA_N,MMA_K)
+  Tensor acc_s = partition_fragment_C(mma_qk, Shape<Int<C::kM>, Int<C::kKeys>>{});                // (MMA,MMA_M,MMA_N)
+  Tensor acc_o = partition_fragment_C(mma_pv, MD{});                                              // (MMA,MMA_M,MMA_N)
+  wgmma_async<true>(mma_qk, tSrQ, tSrK, acc_s);
+  wgmma_wait<0>(acc_s);
+  Tensor rP = convert_fragment<Element>(acc_s);                                                   // (MMA,MMA_M,MMA_N)
+  Tensor tOrP = make_tensor(rP.data(), acc_as_operand_a(rP.layout()));                            // (MMA,MMA_M,MMA_K)
+  wgmma_async<true>(mma_pv, tOrP, tOrVt, acc_o);
+  wgmma_wait<0>(acc_o, tOrP);
+  copy(acc_o, thr_pv.partition_C(gO));
+  copy(rP, thr_qk.partition_C(gP));
 }
 
 using bf16 = cutlass::bfloat16_t;
@@ -220,6 +288,29 @@ std::vector<at::Tensor> wgmma_gemm(int64_t index, int64_t scenario, const at::Te
   int64_t i = 0;
   WGMMA_CASES(WGMMA_CASE_RUN)
   TORCH_CHECK(false, "no wgmma case ", index);
+}
+
+// O = P V with P = round16(Q K^T) through the forward's register reuse (wgmma_sm90::Chain): q
+// [128, 64], k and v [64, 64], bf16. Returns [P, O].
+std::vector<at::Tensor> wgmma_chain(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  using namespace wgmma_sm90;
+  using C = Chain<bf16>;
+  for (const at::Tensor* t : {&q, &k, &v}) {
+    TORCH_CHECK(t->scalar_type() == at::kBFloat16 && t->is_contiguous() && t->size(1) == C::kHeadDim,
+                "q, k, v: contiguous bf16 with d = 64");
+  }
+  TORCH_CHECK(q.size(0) == C::kM && k.size(0) == C::kKeys && v.size(0) == C::kKeys, "q: 128 rows, k and v: 64");
+  at::Tensor o = at::empty({C::kM, C::kHeadDim}, q.options().dtype(at::kFloat));
+  at::Tensor p = at::empty({C::kM, C::kKeys}, q.options());
+  harness::poison(o);
+  harness::poison(p);
+  harness::use_buffers({{"q", q, false}, {"k", k, false}, {"v", v, false}, {"p", p, true}, {"o", o, true}});
+  const auto* qp = static_cast<const bf16*>(q.data_ptr());
+  const auto* kp = static_cast<const bf16*>(k.data_ptr());
+  const auto* vp = static_cast<const bf16*>(v.data_ptr());
+  emu::launch(dim3(1), dim3(C::kThreads), sizeof(C::SharedStorage),
+              [&] { chain_kernel<bf16>(qp, kp, vp, static_cast<bf16*>(p.data_ptr()), o.data_ptr<float>()); });
+  return {p, o};
 }
 
 // Runs setmaxnreg scenario `scenario` (wgmma_sm90::RegisterScenario); returns each thread's

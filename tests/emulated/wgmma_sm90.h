@@ -12,6 +12,7 @@
 //   accumulator accumulates onto the pending value (the ISA orders wgmmas of one accumulator).
 //   The shared memory read at issue is read again at retire: a difference means the stage was
 //   overwritten, i.e. released, before the wait, and is reported with the warpgroup and address;
+//   so is an A register (RS) written while its wgmma is in flight, which the ISA also forbids;
 // - commit_group closes the warpgroup's open wgmmas into a group; wait_group N retires all but
 //   the N newest groups; a CTA that ends with wgmmas not retired is reported.
 // Reads are checked for bounds and for never-written words, but are not entered into the
@@ -55,6 +56,10 @@ inline Descriptor decode_descriptor(uint64_t bits) {
 // descriptor's matrix starts: a matrix whose start address lies inside a pattern that starts on
 // the boundary (the dQ wgmma at d = 64, whose B starts 64 bytes into a 128-byte row) has base
 // offset 0 and is swizzled by its absolute address bits like every other address of the pattern.
+// It is the situation of every K-major 128B operand past its first k-block: CuTe's descriptors
+// always carry base offset 0 and step along K by adding 32 bytes to the start address, inside
+// one 128-byte row. (Shared addresses here are offsets into the emulator's 1024-byte-aligned
+// shared memory, cute/arch/util.hpp.)
 inline uint32_t swizzle(uint32_t address, const Descriptor& d) {
   if (d.swizzle_bytes == 0) return address;
   const uint32_t row_bits = d.swizzle_bytes / 16 - 1;
@@ -158,6 +163,12 @@ inline void retire(Warpgroup& g, const WgmmaInFlight& op, int w) {
            "overwritten (released) too early");
     }
   }
+  for (const auto& [reg, value] : op.a_registers) {
+    if (*reg != value) {
+      fail("an A register of " + op.instruction + " of warpgroup " + std::to_string(w) +
+           " was written before the wgmma.wait_group that retires it");
+    }
+  }
   for (const auto& [reg, value] : op.results) {
     auto it = g.pending.find(reg);
     if (--it->second.writers == 0) {
@@ -199,8 +210,9 @@ inline void mma_async(const Instruction& ins) {
     for (int t = 0; t < kWarpgroupThreads && ins.a_from_registers; ++t) {
       for (int i = 0; i < 8; ++i) {
         const RowCol e = fragment_element(t, i);  // an A element's (row, k) maps like D's (row, column)
-        a[e.row][e.col] = ins.to_float(uint16_t(g.wgmma[t].a[i / 2] >> (16 * (i % 2))));
+        a[e.row][e.col] = ins.to_float(uint16_t(*g.wgmma[t].a[i / 2] >> (16 * (i % 2))));
       }
+      for (const uint32_t* reg : g.wgmma[t].a) op.a_registers.emplace_back(reg, *reg);
     }
     for (int n = 0; n < ins.n; ++n) {
       for (int k = 0; k < 16; ++k) b[k][n] = read_element(ins, element_address(desc_b, ins.b_mn_major, n, k), op, "B");

@@ -41,7 +41,7 @@ void mma_unpack(MMA_Traits<Op<kMajorA, kMajorB, kScaleA, kScaleB>> const& traits
   for (int i = 0; i < kN / 2; ++i) mine.d[i] = &rD(i);
   if constexpr (kRegisterA) {
     Tensor rA = recast<uint32_t const>(A);
-    for (int i = 0; i < 4; ++i) mine.a[i] = rA(i);
+    for (int i = 0; i < 4; ++i) mine.a[i] = &rA(i);
   } else {
     mine.desc_a = uint64_t(A(0).desc_);
   }
