@@ -470,28 +470,23 @@ WGMMA_CASES = ["SS bf16, B K-major, 128B swizzle", "SS f16, B MN-major, 128B swi
                "SS f16, B MN-major, 64B swizzle", "SS bf16, B K-major, 32B swizzle",
                "SS bf16, B MN-major, 32B swizzle", "SS bf16, B K-major, no swizzle",
                "SS f16, B MN-major, no swizzle", "SS bf16, A and B MN-major, the dQ wgmma at d = 64"]
-# name: (M, N, K, dtype), as the cases in wgmma_sm90.cpp build them.
-WGMMA_SHAPES = dict(zip(WGMMA_CASES, [(64, 64, 64, torch.bfloat16), (64, 64, 64, torch.float16),
-                                      (64, 64, 64, torch.bfloat16), (64, 128, 64, torch.float16),
-                                      (128, 64, 64, torch.bfloat16), (64, 64, 32, torch.bfloat16),
-                                      (64, 64, 32, torch.float16), (64, 32, 32, torch.bfloat16),
-                                      (64, 32, 32, torch.bfloat16), (64, 32, 32, torch.bfloat16),
-                                      (64, 32, 32, torch.float16), (64, 64, 128, torch.bfloat16)]))
 
 
-def wgmma_operands(case, seed=0):
-    m, n, k, dtype = WGMMA_SHAPES[case]
+def wgmma_operands(emulated, case, seed=0):
+    """Random A [M, K] and B [N, K] of the case's shape and type (wgmma_sm90.cpp says which)."""
+    (m, n, k, dtype), = [shape for name, *shape in emulated.wgmma_cases() if name == case]
     g = torch.Generator().manual_seed(seed)
+    dtype = getattr(torch, dtype)
     return torch.randn(m, k, generator=g).to(dtype), torch.randn(n, k, generator=g).to(dtype)
 
 
 def run_wgmma(emulated, case, scenario=CORRECT_WGMMA):
-    a, b = wgmma_operands(case)
+    a, b = wgmma_operands(emulated, case)
     return emulated.wgmma_gemm(WGMMA_CASES.index(case), scenario, a, b)
 
 
 def test_wgmma_cases_match_the_module(emulated):
-    assert emulated.wgmma_cases() == WGMMA_CASES
+    assert [name for name, *_ in emulated.wgmma_cases()] == WGMMA_CASES
 
 
 @pytest.mark.parametrize("case", WGMMA_CASES)
@@ -501,10 +496,10 @@ def test_wgmma_matches_float64_matmul(emulated, case):
     batch accumulates onto the first's retired result), read through CuTe's accumulator
     partition, agrees with a float64 matmul within twice the error of PyTorch's fp32-accumulated
     matmul of the same inputs; the stmatrix epilogue stores exactly the rounded accumulator."""
-    a, b = wgmma_operands(case)
+    a, b = wgmma_operands(emulated, case)
     c, c16, issued = under_every_schedule(emulated, lambda: tuple(emulated.wgmma_gemm(WGMMA_CASES.index(case),
                                                                                      CORRECT_WGMMA, a, b)))
-    m, n, k, _ = WGMMA_SHAPES[case]
+    m, k = a.shape
     warpgroups = m // 64 * (2 if "dQ" in case else 1)
     assert issued.item() == 2 * warpgroups * (k // 16), "every wgmma of the GEMM went through the emulation"
     exact = 2 * (a.double() @ b.double().T)

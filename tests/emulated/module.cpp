@@ -40,7 +40,7 @@ void emulated_kv_cache_append(const at::Tensor&, const at::Tensor&, at::Tensor&,
                               const std::optional<at::Tensor>&, const std::optional<at::Tensor>&);
 at::Tensor planted_bug(int64_t bug, const at::Tensor& in);
 at::Tensor sync_sm90_scenario(int64_t scenario, const at::Tensor& in);
-std::vector<std::string> wgmma_cases();
+std::vector<std::tuple<std::string, int, int, int, std::string>> wgmma_cases();
 std::vector<at::Tensor> wgmma_gemm(int64_t index, int64_t scenario, const at::Tensor& a, const at::Tensor& b);
 std::vector<at::Tensor> wgmma_chain(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 at::Tensor setmaxnreg_scenario(int64_t scenario);

@@ -5,6 +5,8 @@
 // stored through stmatrix; plus tiny kernels that each plant one misuse.
 #include "harness.h"
 
+#include <tuple>
+
 #include <cute/tensor.hpp>
 #include <cutlass/arch/reg_reconfig.h>
 
@@ -271,14 +273,16 @@ void register_kernel(int scenario, int* out) {
 
 }  // namespace wgmma_sm90
 
-#define WGMMA_CASE_NAME(name, ...) name,
+#define WGMMA_CASE_SHAPE(name, ...)                                                                   \
+  {name, __VA_ARGS__::kM, __VA_ARGS__::kN, __VA_ARGS__::kK,                                          \
+   std::is_same_v<typename __VA_ARGS__::Element, wgmma_sm90::bf16> ? "bfloat16" : "float16"},
 #define WGMMA_CASE_RUN(name, ...) \
   if (i++ == index) return run<__VA_ARGS__>(a, b, scenario);
 
-// The names of the GEMM cases, in index order.
-std::vector<std::string> wgmma_cases() {
+// The GEMM cases in index order: (name, M, N, K, element type).
+std::vector<std::tuple<std::string, int, int, int, std::string>> wgmma_cases() {
   using namespace wgmma_sm90;
-  return {WGMMA_CASES(WGMMA_CASE_NAME)};
+  return {WGMMA_CASES(WGMMA_CASE_SHAPE)};
 }
 
 // Runs GEMM case `index` under `scenario` (wgmma_sm90::Scenario): [C in fp32, C rounded and
