@@ -13,10 +13,11 @@ accesses and deadlocks (each check is shown to fire by a planted bug). It cannot
 the memory model's reorderings, the hardware's rounding of special functions or speed: the
 CUDA tests on a GPU remain what makes the kernels "verified".
 
-The last sections run the first pieces of the Hopper emulation: the mbarrier / named-barrier
-synchronisation under CUTLASS's own PipelineAsync, and TMA (tensor maps encoded by a stand-in
-for cuTensorMapEncodeTiled, swizzled box loads completing on an mbarrier, clipped stores) under
-CuTe's own make_tma_copy, each protocol misuse shown reported.
+The Hopper sections run the mbarrier / named-barrier synchronisation under CUTLASS's own
+PipelineAsync, TMA (tensor maps encoded by a stand-in for cuTensorMapEncodeTiled, swizzled box
+loads completing on an mbarrier, clipped stores) under CuTe's own make_tma_copy, and the
+emulated wgmma, stmatrix and setmaxnreg under CuTe's own GMMA atoms and TiledMMAs as the sm90
+kernels build them, and show each protocol misuse reported.
 """
 
 import os
@@ -72,7 +73,7 @@ def emulated():
     cutlass = Path(cutlass_library.__file__).parent / "source" / "include"
     here = ROOT / "tests" / "emulated"
     sources = ["module.cpp", "planted_bugs.cpp", "flash_fwd.cpp", "flash_bwd.cpp", "mix_heads.cpp", "decode.cpp",
-               "append.cpp", "sync_sm90.cpp", "tma_sm90.cpp", "tensor_map.cpp"]
+               "append.cpp", "sync_sm90.cpp", "tma_sm90.cpp", "tensor_map.cpp", "wgmma_sm90.cpp"]
     # The emulated atoms (here/include) come before CuTe's own headers, which they include_next.
     module = load(name="headmix_emulated_kernels", sources=[str(here / s) for s in sources] +
                   [str(ROOT / "csrc" / "checks.cpp")],
@@ -658,3 +659,124 @@ def test_launcher_check_refuses_exactly_what_the_driver_refuses(emulated, case):
         emulated.tma_sm90(ROUND_TRIP, x, out)
     with pytest.raises(RuntimeError, match="prefetch.tensormap with a tensor map that no successful"):
         emulated.tma_sm90(UNCHECKED_ENCODE, x, out)
+
+
+# ---------------------------------------------------------------- Hopper wgmma, stmatrix, setmaxnreg
+
+# wgmma_sm90::Scenario and RegisterScenario in tests/emulated/wgmma_sm90.cpp.
+CORRECT_WGMMA, READ_BEFORE_WAIT, OVERWRITE_STAGE, WARP_SKIPS_WGMMA, WARP_EXITS, UNEMULATED_ATOM, OVERWRITE_A = range(7)
+KERNEL_SPLIT, OVERDRAW, NEVER_GRANTED, BAD_COUNT = range(4)
+WGMMA_CASES = ["SS bf16, B K-major, 128B swizzle", "SS f16, B MN-major, 128B swizzle",
+               "RS bf16, B MN-major, 128B swizzle", "RS f16, B K-major, N = 128, 128B swizzle",
+               "SS bf16, two warpgroups in M, 128B swizzle", "SS bf16, B K-major, 64B swizzle",
+               "SS f16, B MN-major, 64B swizzle", "SS bf16, B K-major, 32B swizzle",
+               "SS bf16, B MN-major, 32B swizzle", "SS bf16, B K-major, no swizzle",
+               "SS f16, B MN-major, no swizzle", "SS bf16, A and B MN-major, the dQ wgmma at d = 64"]
+
+
+def wgmma_operands(emulated, case, seed=0):
+    """Random A [M, K] and B [N, K] of the case's shape and type (wgmma_sm90.cpp says which)."""
+    (m, n, k, dtype), = [shape for name, *shape in emulated.wgmma_cases() if name == case]
+    g = torch.Generator().manual_seed(seed)
+    dtype = getattr(torch, dtype)
+    return torch.randn(m, k, generator=g).to(dtype), torch.randn(n, k, generator=g).to(dtype)
+
+
+def run_wgmma(emulated, case, scenario=CORRECT_WGMMA):
+    a, b = wgmma_operands(emulated, case)
+    return emulated.wgmma_gemm(WGMMA_CASES.index(case), scenario, a, b)
+
+
+def test_wgmma_cases_match_the_module(emulated):
+    assert [name for name, *_ in emulated.wgmma_cases()] == WGMMA_CASES
+
+
+@pytest.mark.parametrize("case", WGMMA_CASES)
+def test_wgmma_matches_float64_matmul(emulated, case):
+    """CuTe's GMMA atoms, TiledMMAs and descriptors as the sm90 kernels build them, on the
+    emulated wgmma (descriptors and fragments decoded per the PTX ISA): C = 2 A B^T (a second
+    batch accumulates onto the first's retired result), read through CuTe's accumulator
+    partition, agrees with a float64 matmul within twice the error of PyTorch's fp32-accumulated
+    matmul of the same inputs; the stmatrix epilogue stores exactly the rounded accumulator."""
+    a, b = wgmma_operands(emulated, case)
+    c, c16, issued = under_every_schedule(emulated, lambda: tuple(emulated.wgmma_gemm(WGMMA_CASES.index(case),
+                                                                                     CORRECT_WGMMA, a, b)))
+    m, k = a.shape
+    warpgroups = m // 64 * (2 if "dQ" in case else 1)
+    assert issued.item() == 2 * warpgroups * (k // 16), "every wgmma of the GEMM went through the emulation"
+    exact = 2 * (a.double() @ b.double().T)
+    baseline = 2 * (a.float() @ b.float().T)  # PyTorch with wgmma's fp32 accumulation
+    assert_within_2x_pytorch_error(c, baseline, exact, case)
+    assert torch.equal(c16, c.to(c16.dtype)), f"{case}: stmatrix stored other values than the accumulator"
+
+
+def test_wgmma_chain_reuses_the_accumulator_as_operand_a(emulated):
+    """The forward's P V: S = Q K^T (SS, two warpgroups in M), rounded to bf16 in its registers
+    (P) and fed to the RS wgmma through acc_as_operand_a, against V's MN-major view. The
+    emulated RS wgmma reads A with the ISA's fragment layout, so O = P V checks the kernels'
+    regrouping of the accumulator against the ISA."""
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(rows, 64, generator=g).to(torch.bfloat16) for rows in (128, 64, 64))
+    p, o = under_every_schedule(emulated, lambda: tuple(emulated.wgmma_chain(q, k, v)))
+    exact_s = q.double() @ k.double().T
+    assert_within_2x_pytorch_error(p, (q.float() @ k.float().T).to(torch.bfloat16), exact_s, "P = round(Q K^T)")
+    # O from the P the kernel holds (its roundings may differ from PyTorch's near a tie).
+    assert_within_2x_pytorch_error(o, p.float() @ v.float(), p.double() @ v.double(), "O = P V")
+
+
+def test_accumulator_read_before_the_wait_is_nan(emulated):
+    c, _, _ = run_wgmma(emulated, WGMMA_CASES[0], READ_BEFORE_WAIT)
+    assert c.isnan().all()
+
+
+def test_stage_overwritten_before_retire_is_reported(emulated):
+    with pytest.raises(RuntimeError, match=r"shared offset \d+, read by wgmma.mma_async.sync.aligned.m64n64k16.f32."
+                                           r"bf16.bf16 \(SS, A K-major, B K-major\) of warpgroup 0, changed between "
+                                           r"its issue and the wgmma.wait_group that retires it"):
+        run_wgmma(emulated, WGMMA_CASES[0], OVERWRITE_STAGE)
+
+
+def test_a_register_written_before_retire_is_reported(emulated):
+    with pytest.raises(RuntimeError, match=r"an A register of wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 \(RS, "
+                                           r"A K-major, B MN-major\) of warpgroup 0 was written before the "
+                                           r"wgmma.wait_group that retires it"):
+        run_wgmma(emulated, "RS bf16, B MN-major, 128B swizzle", OVERWRITE_A)
+
+
+def test_warp_skipping_the_wgmma_is_reported(emulated):
+    with pytest.raises(RuntimeError, match=r"warpgroup 0 meets at different instructions: threads 0-95 at wgmma.fence; "
+                                           r"threads 96-127 at wgmma.wait_group 0;"):
+        run_wgmma(emulated, WGMMA_CASES[0], WARP_SKIPS_WGMMA)
+
+
+def test_warp_exiting_before_the_wgmma_is_reported_as_a_deadlock(emulated):
+    with pytest.raises(RuntimeError, match=r"deadlock: .*warp 0: .* \(thread 0 waits at wgmma.fence for the rest of "
+                                           r"warpgroup 0\);.* warp 3: 0 at __syncthreads, 0 at a warp collective or "
+                                           r"__syncwarp, 32 exited;"):
+        run_wgmma(emulated, WGMMA_CASES[0], WARP_EXITS)
+
+
+def test_gmma_atom_outside_the_emulation_fails_when_run(emulated):
+    with pytest.raises(RuntimeError, match="not emulated: Attempting to use MMA_64x8x16_F32BF16BF16_SS"):
+        run_wgmma(emulated, WGMMA_CASES[0], UNEMULATED_ATOM)
+
+
+def test_setmaxnreg_moves_registers_between_warpgroups(emulated):
+    """The sm90 kernels' split: 384 threads start at 168 registers; the producer drops to 24,
+    the two consumers rise to 240."""
+    out = emulated.setmaxnreg(KERNEL_SPLIT)
+    assert out.tolist() == [24] * 128 + [240] * 256
+
+
+SETMAXNREG_MISUSES = {
+    OVERDRAW: r"deadlock: .*waits at setmaxnreg.inc.sync.aligned.u32 256",
+    NEVER_GRANTED: r"setmaxnreg.inc.sync.aligned.u32 256 in warpgroup 4 \(at 96 registers per thread\) can never be "
+                   r"granted: it needs 20480 registers; the CTA's pool holds 0",
+    BAD_COUNT: r"setmaxnreg.inc.sync.aligned.u32 100: the count must be a multiple of 8 in 24..256",
+}
+
+
+@pytest.mark.parametrize("scenario", SETMAXNREG_MISUSES)
+def test_setmaxnreg_misuse_is_reported(emulated, scenario):
+    with pytest.raises(RuntimeError, match=SETMAXNREG_MISUSES[scenario]):
+        emulated.setmaxnreg(scenario)

@@ -182,6 +182,9 @@ struct Runtime {
   std::function<void()> kernel;
   std::unordered_map<size_t, MBarrier> mbarriers;  // by shared offset, per CTA
   std::array<NamedBarrier, 16> named_barriers;
+  // Other emulated units' per-CTA state (wgmma_sm90.h): reset as each CTA starts, checked once
+  // every thread of it has exited.
+  std::vector<void (*)()> on_cta_start, on_cta_end;
 };
 
 inline Runtime& rt() {
@@ -329,6 +332,7 @@ inline void run_cta(uint3 block_idx, int threads) {
   r.slots.assign(threads, {});
   r.mbarriers.clear();
   r.named_barriers = {};
+  for (auto hook : r.on_cta_start) hook();
   while (int(r.fibers.size()) < threads) {
     r.fibers.push_back(std::make_unique<Fiber>());
     r.fibers.back()->stack.resize(kStackBytes);
@@ -372,6 +376,7 @@ inline void run_cta(uint3 block_idx, int threads) {
     }
     if (live && r.progress == before && !land_deferred_tx()) fail(describe_deadlock());
   }
+  for (auto hook : r.on_cta_end) hook();
   for (int t = 0; t < threads; ++t) {
     if (!r.fibers[t]->committed.empty() || !r.fibers[t]->open_group.empty()) {
       fail("thread " + std::to_string(t) + " exited with cp.async copies never waited for");

@@ -43,6 +43,10 @@ at::Tensor planted_bug(int64_t bug, const at::Tensor& in);
 at::Tensor sync_sm90_scenario(int64_t scenario, const at::Tensor& in);
 std::vector<at::Tensor> tma_sm90_scenario(int64_t scenario, const at::Tensor& x, const at::Tensor& out);
 std::tuple<int64_t, std::string> tma_encode_violation(int64_t violation);
+std::vector<std::tuple<std::string, int, int, int, std::string>> wgmma_cases();
+std::vector<at::Tensor> wgmma_gemm(int64_t index, int64_t scenario, const at::Tensor& a, const at::Tensor& b);
+std::vector<at::Tensor> wgmma_chain(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+at::Tensor setmaxnreg_scenario(int64_t scenario);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_schedule", [](bool reverse_threads, bool early_cp_async) {
@@ -58,4 +62,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sync_sm90", &sync_sm90_scenario);
   m.def("tma_sm90", &tma_sm90_scenario);
   m.def("tma_encode_violation", &tma_encode_violation);
+  m.def("wgmma_cases", &wgmma_cases);
+  m.def("wgmma_gemm", &wgmma_gemm);
+  m.def("wgmma_chain", &wgmma_chain);
+  m.def("setmaxnreg", &setmaxnreg_scenario);
 }
