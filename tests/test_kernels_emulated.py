@@ -466,7 +466,8 @@ def test_async_proxy_read_without_fence_is_reported(emulated, scenario):
 
 # tma_sm90::Scenario in tests/emulated/tma_sm90.cpp.
 (ROUND_TRIP, EXPECT_TOO_FEW, EXPECT_TOO_MANY, WAIT_BEFORE_ISSUE, NEVER_ISSUED, SYNC_INSTEAD_OF_WAIT,
- OVERWRITE_BEFORE_STORE_WAIT, UNCHECKED_ENCODE, NEVER_WAITED, STORE_NEVER_WAITED, MISALIGNED_TILE) = range(11)
+ OVERWRITE_BEFORE_STORE_WAIT, UNCHECKED_ENCODE, NEVER_WAITED, STORE_NEVER_WAITED, MISALIGNED_TILE,
+ STORE_UNFENCED_WRITES) = range(12)
 TMA_ROWS = 64  # rows of a CTA's tile
 
 
@@ -536,6 +537,8 @@ TMA_MISUSES = {
                   r"1 arrivals and 0 transaction bytes outstanding\)\)",
     STORE_NEVER_WAITED: "thread 0 exited with TMA stores whose shared-memory reads it never waited for",
     MISALIGNED_TILE: "cp.async.bulk.tensor load with a shared-memory box at offset 64, not 128-byte aligned",
+    STORE_UNFENCED_WRITES: r"cp.async.bulk.tensor store source reads shared offset \d+ through the async proxy after "
+                           r"a plain write by thread \d+ with no fence.proxy.async between",
 }
 
 

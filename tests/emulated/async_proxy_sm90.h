@@ -46,4 +46,28 @@ inline void async_proxy_read(const void* p, size_t bytes, const char* what) {
   shared_read(p, bytes, what);
 }
 
+// An async-proxy write that lands (a TMA load): issued by `by` whose clock at issue was `issued`,
+// so it must be ordered after every earlier access of the bytes as seen from that issue.
+inline void async_proxy_write(size_t offset, size_t bytes, const char* what, const Access& by, const Clock& issued) {
+  for (size_t i = offset; i < offset + bytes; ++i) {
+    ByteState& s = rt().shadow[i];
+    const auto unordered = [&](const Access& a) { return a.thread >= 0 && !ordered_after(a, by.thread, issued); };
+    if (unordered(s.writer)) race(what, i, "a write", s.writer.thread);
+    for (const Access& a : s.readers) {
+      if (unordered(a)) race(what, i, "a read", a.thread);
+    }
+    if (s.more_readers >= 0) {
+      const Clock& reads = rt().read_sets[s.more_readers];
+      for (int32_t t = 0; t < int32_t(reads.size()); ++t) {
+        if (reads[t] != 0 && unordered(Access{t, reads[t]})) race(what, i, "a read", t);
+      }
+    }
+    s.writer = by;
+    s.readers.fill(Access{});
+    s.more_readers = -1;
+    s.written = true;
+    s.async_write = true;
+  }
+}
+
 }  // namespace emu

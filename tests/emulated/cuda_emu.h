@@ -237,10 +237,13 @@ inline void release(Clock& into) {
 
 inline void acquire(const Clock& from) { join(my_clock(), from); }
 
-// Whether the current thread's accesses from now on are ordered after `a`.
-inline bool ordered_after(const Access& a) {
-  return a.thread == thread_id() || rt().clocks[thread_id()][a.thread] >= a.clock;
+// Whether accesses of thread `observer` with clock `clock` are ordered after `a`.
+inline bool ordered_after(const Access& a, int observer, const Clock& clock) {
+  return a.thread == observer || clock[a.thread] >= a.clock;
 }
+
+// Whether the current thread's accesses from now on are ordered after `a`.
+inline bool ordered_after(const Access& a) { return ordered_after(a, thread_id(), my_clock()); }
 
 // A barrier all its threads wait at (__syncthreads, __syncwarp): release, meet, acquire.
 inline void ordering_barrier_wait(Barrier& b) {

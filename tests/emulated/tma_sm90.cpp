@@ -30,6 +30,7 @@ enum Scenario {
   kNeverWaited,           // the load is issued, nobody waits on its barrier
   kStoreNeverWaited,      // the store is committed, never waited for
   kMisalignedTile,        // the shared tile 64 bytes past a 128-byte boundary
+  kStoreUnfencedWrites,   // each thread rewrites a tile element before the store, with no fence.proxy.async
 };
 
 template <int kHeadDim>
@@ -106,6 +107,12 @@ void round_trip_kernel(const Args<kHeadDim> args) {
   copy_tile_out<kHeadDim>(p, reinterpret_cast<const uint8_t*>(smem.tile.data()), sX);
   if (p.scenario == kSyncInsteadOfWait) smem.full.wait(0);
   __syncthreads();  // every thread has copied the tile out before it may change
+  if (p.scenario == kStoreUnfencedWrites) {
+    Element* mine = smem.tile.data() + threadIdx.x;  // a plain (generic-proxy) store, seen by the race check
+    emu::emulated_write(mine, sizeof(Element), "tile store");
+    *mine = Element(1.f);
+    __syncthreads();  // orders the stores before the TMA store, but only a proxy fence makes them visible to it
+  }
 
   if (threadIdx.x == 0) {
     Tensor mO = args.tma_out.get_tma_tensor(make_shape(p.rows, kHeadDim, p.heads, p.batch));  // (S,d,H,B)

@@ -21,11 +21,15 @@
 // mbarrier wait orders after the load, or shared memory reused before the store's wait, then
 // changes the results between schedules.
 // Not modelled (reported): interleaved maps, the NaN out-of-bound fill, a swizzled box whose
-// inner dimension is narrower than the swizzle span. TMA accesses are not seen by the race check.
+// inner dimension is narrower than the swizzle span.
+// Race check (cuda_emu.h, async_proxy_sm90.h): a load's landing writes count as the issuer's as
+// of the issue and complete_tx releases that clock to the mbarrier's waiters; a store's source
+// is read at issue through the async proxy (plain writes to it need fence.proxy.async).
 #include <array>
 #include <string>
 #include <utility>
 
+#include "async_proxy_sm90.h"
 #include "sync_sm90.h"
 #include "tensor_map.h"
 
@@ -92,20 +96,25 @@ inline void tma_load(const void* desc, uint64_t* mbar, void* smem, const std::ar
     if (g != nullptr) check_global(g, m.element_bytes, false, "cp.async.bulk.tensor load source");
   });
   const int issuer = thread_id();
-  auto land = [m, coords, box, mbar, issuer] {
+  // The landing writes are the issuer's as of the issue (race check); what the issuer does next
+  // is not ordered before the mbarrier's waiters.
+  const Clock issued = my_clock();
+  const Access by{issuer, issued[issuer]};
+  ++my_clock()[issuer];
+  auto land = [m, coords, box, mbar, issuer, issued, by] {
     Runtime& r = rt();
     r.current = r.fibers[issuer].get();  // the transaction completes on behalf of the issuing thread
     walk_box(m, coords, [&](size_t offset, const char* g) {
       const size_t a = swizzled(m, box + offset);
+      async_proxy_write(a, m.element_bytes, "cp.async.bulk.tensor load landing", by, issued);
       if (g != nullptr) {
         std::memcpy(r.smem + a, g, m.element_bytes);
       } else {
         std::memset(r.smem + a, 0, m.element_bytes);
       }
-      for (size_t i = a; i < a + m.element_bytes; ++i) r.shadow[i].written = true;
     });
     try {
-      mbarrier_complete_tx(mbar, m.box_bytes());
+      mbarrier_complete_tx(mbar, m.box_bytes(), &issued);
     } catch (const std::runtime_error& e) {
       fail(std::string(e.what()).substr(std::string("CUDA emulator: ").size()) + ": the whole box of a TMA load (" +
            std::to_string(m.box_bytes()) + " bytes, zero fill included)");
@@ -125,6 +134,8 @@ inline void tma_store(const void* desc, const void* smem, const std::array<int32
   walk_box(m, coords, [&](size_t, const char* g) {
     if (g != nullptr) check_global(g, m.element_bytes, true, "cp.async.bulk.tensor store destination");
   });
+  // The source is read through the async proxy: plain writes to it need fence.proxy.async.
+  async_proxy_read(rt().smem + box, m.box_bytes(), "cp.async.bulk.tensor store source");
   auto read_and_write = [m, coords, box] {
     walk_box(m, coords, [&](size_t offset, char* g) {
       if (g != nullptr) std::memcpy(g, rt().smem + swizzled(m, box + offset), m.element_bytes);

@@ -3,7 +3,7 @@
 // it: lanes 8i..8i+7 give the row addresses of matrix i; register i of lane l holds elements
 // (row l / 4, columns 2(l % 4), 2(l % 4) + 1) of matrix i, the lower column in the lower 16 bits.
 // Every lane stores the 16-byte row whose address it gave, gathered from the four lanes that
-// hold it; rows are checked for bounds and alignment (not entered into the race tracker). The
+// hold it; rows are checked for bounds and alignment and entered into the race check. The
 // other stmatrix atoms are not emulated and fail when run (cute_atoms.h).
 #include "cute_atoms.h"
 
@@ -20,7 +20,7 @@ struct SM90_U32x4_STSM_N {
                    uint128_t& smem_dst) {
     if (!emu::in_shared_buffer(&smem_dst)) emu::fail("stmatrix row address outside shared memory (" + emu::where() + ")");
     emu::check_alignment(&smem_dst, 16, "stmatrix row");
-    emu::shared_offset(&smem_dst, 16, "stmatrix row");
+    emu::shared_write(&smem_dst, 16, "stmatrix row");  // a generic-proxy write, race-checked
     auto& slot = emu::my_slot();
     slot[2] = reinterpret_cast<uint64_t>(&smem_dst);
     const uint32_t regs[4] = {src0, src1, src2, src3};
