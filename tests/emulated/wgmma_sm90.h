@@ -15,13 +15,16 @@
 //   so is an A register (RS) written while its wgmma is in flight, which the ISA also forbids;
 // - commit_group closes the warpgroup's open wgmmas into a group; wait_group N retires all but
 //   the N newest groups; a CTA that ends with wgmmas not retired is reported.
-// Reads are checked for bounds and for never-written words, but are not entered into the
-// per-byte race tracker of cuda_emu.h.
+// Shared-memory reads are checked for bounds and never-written words and go through the race
+// check as async-proxy reads (async_proxy_sm90.h) at issue and again at retire, by the thread
+// that performs the warpgroup's instruction; its later arrive on a stage's empty barrier then
+// orders the next write of the stage after them.
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
 
+#include "async_proxy_sm90.h"
 #include "warpgroup.h"
 
 namespace emu::wgmma {
@@ -125,6 +128,8 @@ inline float read_element(const Instruction& ins, uint32_t address, WgmmaInFligh
     fail(ins.name + " reads operand " + operand + " at shared offset " + std::to_string(word) +
          ", which no thread wrote (warpgroup " + std::to_string(warpgroup_id()) + ")");
   }
+  // Through the async proxy: ordered after its writer, and after a proxy fence for plain writes.
+  async_proxy_read(r.smem + address, 2, "wgmma operand");
   uint16_t bits;
   std::memcpy(&bits, r.smem + address, 2);
   op.smem_offsets.push_back(address);
@@ -162,6 +167,8 @@ inline void retire(Warpgroup& g, const WgmmaInFlight& op, int w) {
            std::to_string(w) + ", changed between its issue and the wgmma.wait_group that retires it: the stage was " +
            "overwritten (released) too early");
     }
+    // The read lasts until the retire: whoever writes these bytes next must be ordered after it.
+    async_proxy_read(rt().smem + op.smem_offsets[i], 2, "wgmma operand");
   }
   for (const auto& [reg, value] : op.a_registers) {
     if (*reg != value) {
