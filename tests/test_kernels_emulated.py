@@ -72,7 +72,8 @@ def emulated():
 
     cutlass = Path(cutlass_library.__file__).parent / "source" / "include"
     here = ROOT / "tests" / "emulated"
-    sources = ["module.cpp", "planted_bugs.cpp", "flash_fwd.cpp", "flash_bwd.cpp", "mix_heads.cpp", "decode.cpp",
+    sources = ["module.cpp", "planted_bugs.cpp", "flash_fwd.cpp", "flash_bwd.cpp",
+               "flash_fwd_sm90.cpp", "mix_heads.cpp", "decode.cpp",
                "append.cpp", "sync_sm90.cpp", "tma_sm90.cpp", "tensor_map.cpp", "wgmma_sm90.cpp"]
     # The emulated atoms (here/include) come before CuTe's own headers, which they include_next.
     module = load(name="headmix_emulated_kernels", sources=[str(here / s) for s in sources] +
@@ -172,6 +173,30 @@ def test_flash_backward_matches_reference(emulated, case, dtype, head_dim, deter
     exact = torch.autograd.grad((exact_out, exact_lse), (q, k, v), (dout.double(), dlse.double()))
     baseline = flash_backward_in_pytorch(s, out, dout, dlse)
     assert_within_2x_pytorch_error(actual, baseline, exact, f"{case}, d={head_dim} gradients")
+
+
+# ---------------------------------------------------------------- Hopper flash attention
+
+# The sm90 forward's tiles are 128 query rows x 128 keys (two K/V stages): the cases above,
+# plus lengths of three key tiles, so the pipelines wrap around their stages and a window
+# starts the band past key tile 0.
+FLASH_SM90_CASES = {
+    **FLASH_CASES,
+    "causal, S_q = S_k = 300 (3 key tiles)": (1, 300, 300, 2, 1, True, (-1, -1)),
+    "window (100, 0), S_q = S_k = 300": (1, 300, 300, 2, 2, False, (100, 0)),
+}
+FLASH_SM90_GRID = [(case, dtype, d) for case in FLASH_SM90_CASES for dtype in (torch.bfloat16, torch.float16)
+                   for d in (64, 128)]
+
+
+@pytest.mark.parametrize("case,dtype,head_dim", FLASH_SM90_GRID)
+def test_flash_forward_sm90_matches_reference(emulated, case, dtype, head_dim):
+    batch, seqlen_q, seqlen_k, heads, kv_heads, causal, window = FLASH_SM90_CASES[case]
+    s = flash_attn_sample(case, "cpu", dtype, batch=batch, seqlen_q=seqlen_q, seqlen_k=seqlen_k, heads=heads,
+                          kv_heads=kv_heads, head_dim=head_dim, causal=causal, window=window)
+    actual = under_every_schedule(emulated, lambda: tuple(emulated.flash_attn_fwd_sm90(*s.args)))
+    exact = reference.flash_attn(**to_float64(s).kwargs)
+    assert_within_2x_pytorch_error(actual, reference.flash_attn(**s.kwargs), exact, f"{case}, d={head_dim}")
 
 
 # ---------------------------------------------------------------- mix_heads

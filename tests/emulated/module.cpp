@@ -16,6 +16,9 @@ namespace sm80 {
 EMU_SHARED_MEMORY_ALIAS(char, smem_buf)        // flash kernels
 EMU_SHARED_MEMORY_ALIAS(unsigned char, smem)  // vhead_decode_kernel
 }  // namespace sm80
+namespace sm90 {
+EMU_SHARED_MEMORY_ALIAS(char, smem_buf)  // flash kernels
+}  // namespace sm90
 }  // namespace headmix::kernels
 
 // The launchers return cudaGetLastError(); the emulated module links no CUDA library.
@@ -23,6 +26,8 @@ extern "C" cudaError_t cudaGetLastError() { return cudaSuccess; }
 
 std::vector<at::Tensor> emulated_flash_attn_fwd(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                                 std::optional<double>, bool, int64_t, int64_t);
+std::vector<at::Tensor> emulated_flash_attn_fwd_sm90(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                     std::optional<double>, bool, int64_t, int64_t);
 std::vector<at::Tensor> emulated_flash_attn_bwd(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                                 const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                                 const std::optional<at::Tensor>&, std::optional<double>, bool,
@@ -53,6 +58,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     emu::rt().schedule = emu::Schedule{reverse_threads, early_cp_async};
   });
   m.def("flash_attn_fwd", &emulated_flash_attn_fwd);
+  m.def("flash_attn_fwd_sm90", &emulated_flash_attn_fwd_sm90);
   m.def("flash_attn_bwd", &emulated_flash_attn_bwd);
   m.def("mix_heads", &emulated_mix_heads);
   m.def("mix_heads_backward", &emulated_mix_heads_backward);
