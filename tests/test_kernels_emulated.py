@@ -72,9 +72,9 @@ def emulated():
 
     cutlass = Path(cutlass_library.__file__).parent / "source" / "include"
     here = ROOT / "tests" / "emulated"
-    sources = ["module.cpp", "planted_bugs.cpp", "flash_fwd.cpp", "flash_bwd.cpp",
-               "flash_fwd_sm90.cpp", "mix_heads.cpp", "decode.cpp",
-               "append.cpp", "sync_sm90.cpp", "tma_sm90.cpp", "tensor_map.cpp", "wgmma_sm90.cpp"]
+    sources = ["module.cpp", "planted_bugs.cpp", "flash_fwd.cpp", "flash_bwd.cpp", "flash_fwd_sm90.cpp",
+               "flash_bwd_sm90.cpp", "mix_heads.cpp", "decode.cpp", "append.cpp", "sync_sm90.cpp", "tma_sm90.cpp",
+               "tensor_map.cpp", "wgmma_sm90.cpp"]
     # The emulated atoms (here/include) come before CuTe's own headers, which they include_next.
     module = load(name="headmix_emulated_kernels", sources=[str(here / s) for s in sources] +
                   [str(ROOT / "csrc" / "checks.cpp")],
@@ -124,8 +124,8 @@ FLASH_GRID = [(case, torch.bfloat16, d) for case in FLASH_CASES for d in (64, 12
     (case, torch.float16, 64) for case in list(FLASH_CASES)[:3]]
 
 
-def flash_sample(case, dtype, head_dim):
-    batch, seqlen_q, seqlen_k, heads, kv_heads, causal, window = FLASH_CASES[case]
+def flash_sample(case, dtype, head_dim, cases=FLASH_CASES):
+    batch, seqlen_q, seqlen_k, heads, kv_heads, causal, window = cases[case]
     return flash_attn_sample(case, "cpu", dtype, batch=batch, seqlen_q=seqlen_q, seqlen_k=seqlen_k, heads=heads,
                              kv_heads=kv_heads, head_dim=head_dim, causal=causal, window=window)
 
@@ -142,23 +142,23 @@ def test_flash_forward_matches_reference(emulated, case, dtype, head_dim):
     assert_within_2x_pytorch_error(actual, reference.flash_attn(**s.kwargs), exact, f"{case}, d={head_dim}")
 
 
-def flash_bwd(emulated, s, out, dout, lse, dlse, deterministic):
+def flash_bwd(backward, s, out, dout, lse, dlse, deterministic):
     a = s.kwargs
-    return tuple(emulated.flash_attn_bwd(dout, a["q"], a["k"], a["v"], out, lse, dlse, a["scale"], a["causal"],
-                                         a["window_left"], a["window_right"], deterministic))
+    return tuple(backward(dout, a["q"], a["k"], a["v"], out, lse, dlse, a["scale"], a["causal"], a["window_left"],
+                          a["window_right"], deterministic))
 
 
-@pytest.mark.parametrize("deterministic", [True, False])
-@pytest.mark.parametrize("case,dtype,head_dim", FLASH_GRID)
-def test_flash_backward_matches_reference(emulated, case, dtype, head_dim, deterministic):
-    s = flash_sample(case, dtype, head_dim)
+def check_flash_backward(emulated, backward, s, head_dim, deterministic):
+    """backward (an emulated flash_attn_bwd) against the float64 gradients, out and lse from the
+    emulated portable forward."""
+    case = s.name
     out, lse = flash_fwd(emulated, s)
     dout = torch.randn_like(out)
     dlse = torch.randn_like(lse).masked_fill(lse.isinf(), 0.0)
     if deterministic:
-        actual = under_every_schedule(emulated, lambda: flash_bwd(emulated, s, out, dout, lse, dlse, True))
+        actual = under_every_schedule(emulated, lambda: flash_bwd(backward, s, out, dout, lse, dlse, True))
     else:  # fp32 atomics: the order of the additions, hence the bits of dq, depends on the schedule
-        actual = flash_bwd(emulated, s, out, dout, lse, dlse, False)
+        actual = flash_bwd(backward, s, out, dout, lse, dlse, False)
     empty = rows_without_keys(s)
     if empty.any():  # the float64 reference's gradient is NaN there; the kernels give dq = 0
         dq = actual[0]
@@ -175,11 +175,18 @@ def test_flash_backward_matches_reference(emulated, case, dtype, head_dim, deter
     assert_within_2x_pytorch_error(actual, baseline, exact, f"{case}, d={head_dim} gradients")
 
 
+@pytest.mark.parametrize("deterministic", [True, False])
+@pytest.mark.parametrize("case,dtype,head_dim", FLASH_GRID)
+def test_flash_backward_matches_reference(emulated, case, dtype, head_dim, deterministic):
+    check_flash_backward(emulated, emulated.flash_attn_bwd, flash_sample(case, dtype, head_dim), head_dim,
+                         deterministic)
+
+
 # ---------------------------------------------------------------- Hopper flash attention
 
-# The sm90 forward's tiles are 128 query rows x 128 keys (two K/V stages): the cases above,
-# plus lengths of three key tiles, so the pipelines wrap around their stages and a window
-# starts the band past key tile 0.
+# The sm90 forward's tiles are 128 query rows x 128 keys (two K/V stages), the backward's 128
+# keys x 64 query rows (two Q/dO stages): the cases above, plus lengths of three key tiles, so
+# the pipelines wrap around their stages and a window starts the band past key tile 0.
 FLASH_SM90_CASES = {
     **FLASH_CASES,
     "causal, S_q = S_k = 300 (3 key tiles)": (1, 300, 300, 2, 1, True, (-1, -1)),
@@ -187,16 +194,24 @@ FLASH_SM90_CASES = {
 }
 FLASH_SM90_GRID = [(case, dtype, d) for case in FLASH_SM90_CASES for dtype in (torch.bfloat16, torch.float16)
                    for d in (64, 128)]
+# The backward costs about four times the forward on the emulator: fp16 on the first cases only.
+FLASH_SM90_BWD_GRID = [(case, torch.bfloat16, d) for case in FLASH_SM90_CASES for d in (64, 128)] + [
+    (case, torch.float16, d) for case in list(FLASH_SM90_CASES)[:3] for d in (64, 128)]
 
 
 @pytest.mark.parametrize("case,dtype,head_dim", FLASH_SM90_GRID)
 def test_flash_forward_sm90_matches_reference(emulated, case, dtype, head_dim):
-    batch, seqlen_q, seqlen_k, heads, kv_heads, causal, window = FLASH_SM90_CASES[case]
-    s = flash_attn_sample(case, "cpu", dtype, batch=batch, seqlen_q=seqlen_q, seqlen_k=seqlen_k, heads=heads,
-                          kv_heads=kv_heads, head_dim=head_dim, causal=causal, window=window)
+    s = flash_sample(case, dtype, head_dim, FLASH_SM90_CASES)
     actual = under_every_schedule(emulated, lambda: tuple(emulated.flash_attn_fwd_sm90(*s.args)))
     exact = reference.flash_attn(**to_float64(s).kwargs)
     assert_within_2x_pytorch_error(actual, reference.flash_attn(**s.kwargs), exact, f"{case}, d={head_dim}")
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+@pytest.mark.parametrize("case,dtype,head_dim", FLASH_SM90_BWD_GRID)
+def test_flash_backward_sm90_matches_reference(emulated, case, dtype, head_dim, deterministic):
+    s = flash_sample(case, dtype, head_dim, FLASH_SM90_CASES)
+    check_flash_backward(emulated, emulated.flash_attn_bwd_sm90, s, head_dim, deterministic)
 
 
 # ---------------------------------------------------------------- mix_heads

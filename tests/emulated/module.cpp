@@ -32,6 +32,10 @@ std::vector<at::Tensor> emulated_flash_attn_bwd(const at::Tensor&, const at::Ten
                                                 const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                                 const std::optional<at::Tensor>&, std::optional<double>, bool,
                                                 int64_t, int64_t, bool);
+std::vector<at::Tensor> emulated_flash_attn_bwd_sm90(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                     const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                     const std::optional<at::Tensor>&, std::optional<double>, bool,
+                                                     int64_t, int64_t, bool);
 at::Tensor emulated_mix_heads(const at::Tensor&, const at::Tensor&, int64_t, const std::optional<at::Tensor>&,
                               const std::optional<at::Tensor>&, int64_t);
 std::vector<at::Tensor> emulated_mix_heads_backward(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t,
@@ -60,6 +64,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("flash_attn_fwd", &emulated_flash_attn_fwd);
   m.def("flash_attn_fwd_sm90", &emulated_flash_attn_fwd_sm90);
   m.def("flash_attn_bwd", &emulated_flash_attn_bwd);
+  m.def("flash_attn_bwd_sm90", &emulated_flash_attn_bwd_sm90);
   m.def("mix_heads", &emulated_mix_heads);
   m.def("mix_heads_backward", &emulated_mix_heads_backward);
   m.def("vhead_decode", &emulated_vhead_decode);
