@@ -17,7 +17,9 @@ The Hopper sections run the mbarrier / named-barrier synchronisation under CUTLA
 PipelineAsync, TMA (tensor maps encoded by a stand-in for cuTensorMapEncodeTiled, swizzled box
 loads completing on an mbarrier, clipped stores) under CuTe's own make_tma_copy, and the
 emulated wgmma, stmatrix and setmaxnreg under CuTe's own GMMA atoms and TiledMMAs as the sm90
-kernels build them, and show each protocol misuse reported.
+kernels build them, and show each protocol misuse reported; then the sm90 flash-attention
+forward and backward themselves, launched by their own launchers (TMA descriptors, grid, shared
+memory size), against the float64 reference like the portable ones.
 """
 
 import os
